@@ -1,0 +1,13 @@
+"""Where every context's `/v1` router is mounted — the one list of the public API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from tradeflow.config import Settings
+
+
+def install_routers(app: FastAPI, settings: Settings) -> None:
+    v1 = APIRouter(prefix="/v1")
+    # Each context contributes its router here, in one place.
+    app.include_router(v1)

@@ -1,0 +1,194 @@
+"""Database: the embedded or external PostgreSQL, engines and sessions.
+
+Two kinds of session exist, and the difference is the whole tenancy story:
+
+* a **tenant session** runs every transaction as the application role
+  (`settings.db_app_role`) with `app.tenant_id` set, so PostgreSQL's
+  row-level security hides every other tenant's rows even if a query forgets
+  its filter;
+* a **system session** runs as the connecting (owner) role and sees every
+  tenant. Only credential resolution (login, API key and refresh token
+  look-up, before a tenant is known), the worker and the CLI use it.
+
+Both set their role with `SET LOCAL`-style `set_config(..., true)` at the
+start of each transaction, so a pooled connection never carries one
+request's identity into the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from tradeflow.config import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL from the `pgserver` wheel, data under `$TRADEFLOW_HOME/pgdata`.
+
+    pgserver counts handles across processes, so `tradeflow api` and
+    `tradeflow worker` started against the same home share one server, and
+    the last one out stops it.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.pgdata = (home / "pgdata").resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        import pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        uri: str = self._server.get_uri()
+        log.info("embedded_postgres_started", pgdata=str(self.pgdata))
+        return uri
+
+    @property
+    def server(self) -> Any:
+        return self._server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+            log.info("embedded_postgres_stopped", pgdata=str(self.pgdata))
+
+
+def _with_driver(url: str, driver: str) -> URL:
+    parsed = make_url(url)
+    return parsed.set(drivername=f"postgresql+{driver}")
+
+
+def async_url(url: str) -> URL:
+    """The hot path's driver (asyncpg; see docs/adr/0002-async-driver.md)."""
+    return _with_driver(url, "asyncpg")
+
+
+def sync_url(url: str) -> URL:
+    """psycopg 3 for synchronous work: Alembic, the CLI, test set-up."""
+    return _with_driver(url, "psycopg")
+
+
+@dataclass
+class Database:
+    """Engines and session factories for one database URL."""
+
+    url: str
+    app_role: str | None = "tradeflow_app"
+    pool_size: int = 10
+    max_overflow: int = 10
+    engine: AsyncEngine = field(init=False)
+    _sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    bind: AsyncConnection | None = None  # tests bind every session to one connection
+
+    def __post_init__(self) -> None:
+        self.engine = create_async_engine(
+            async_url(self.url),
+            pool_size=self.pool_size,
+            max_overflow=self.max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        _install_pool_metrics(self.engine)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str) -> Database:
+        return cls(
+            url=url,
+            app_role=settings.db_app_role or None,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+
+    def _new_session(self) -> AsyncSession:
+        if self.bind is not None:
+            return AsyncSession(
+                bind=self.bind,
+                expire_on_commit=False,
+                join_transaction_mode="create_savepoint",
+            )
+        return self._sessions()
+
+    @contextlib.asynccontextmanager
+    async def tenant_session(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A session whose transactions are confined to one tenant by RLS.
+
+        The caller (request dependency or unit of work) commits; on error the
+        transaction rolls back and nothing is half-written.
+        """
+        async with self._new_session() as session:
+            await enter_tenant(session, tenant_id, app_role=self.app_role)
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+
+    @contextlib.asynccontextmanager
+    async def system_session(self) -> AsyncIterator[AsyncSession]:
+        """A session that sees every tenant (owner role). Use sparingly."""
+        async with self._new_session() as session:
+            await enter_system(session)
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def enter_tenant(session: AsyncSession, tenant_id: uuid.UUID, *, app_role: str | None) -> None:
+    """Start the transaction as the RLS-bound role for `tenant_id`."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tid, true)"),
+        {"role": app_role or "none", "tid": str(tenant_id)},
+    )
+
+
+async def enter_system(session: AsyncSession) -> None:
+    await session.execute(
+        text("SELECT set_config('role', 'none', true), set_config('app.tenant_id', '', true)")
+    )
+
+
+def _install_pool_metrics(engine: AsyncEngine) -> None:
+    from tradeflow.observability.metrics import DB_POOL_CHECKED_OUT, DB_POOL_CONNECTIONS
+
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(*_: object) -> None:
+        DB_POOL_CONNECTIONS.inc()
+
+    @event.listens_for(sync_engine, "close")
+    def _on_close(*_: object) -> None:
+        DB_POOL_CONNECTIONS.dec()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(*_: object) -> None:
+        DB_POOL_CHECKED_OUT.inc()
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(*_: object) -> None:
+        DB_POOL_CHECKED_OUT.dec()

@@ -1,0 +1,144 @@
+"""The outermost ASGI middleware: request id, access log, metrics, body limit, last-resort 500.
+
+Written as plain ASGI (not `BaseHTTPMiddleware`) so it adds no task switch per
+request and sees exceptions before Starlette's error middleware does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tradeflow.errors import PROBLEM_CONTENT_TYPE, problem_type
+from tradeflow.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = structlog.get_logger("tradeflow.http")
+
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        started = time.perf_counter()
+        status_holder: dict[str, int] = {"status": 500}
+        response_started = False
+        path = scope.get("path", "")
+        method = scope.get("method", "GET")
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        declared = _header(scope, b"content-length")
+        too_large = declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes
+        received = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            if too_large:
+                await self._problem(send_wrapper, scope, 413, "payload-too-large",
+                                    "Request body too large",
+                                    f"The body exceeds the {self.max_body_bytes}-byte limit.")
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
+        except BodyTooLarge:
+            if not response_started:
+                await self._problem(send_wrapper, scope, 413, "payload-too-large",
+                                    "Request body too large",
+                                    f"The body exceeds the {self.max_body_bytes}-byte limit.")
+        except Exception:
+            log.exception("unhandled_error", path=path, method=method)
+            if not response_started:
+                await self._problem(
+                    send_wrapper, scope, 500, "internal-error", "Internal server error",
+                    "An unexpected error occurred; quote the request_id when reporting it.",
+                )
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            status = str(status_holder["status"])
+            HTTP_REQUESTS.labels(template, method, status).inc()
+            HTTP_LATENCY.labels(template, method, status).observe(elapsed)
+            state: dict[str, Any] = scope.get("state", {})
+            log.info(
+                "http_request",
+                method=method,
+                path=path,
+                route=template,
+                status=int(status),
+                duration_ms=round(elapsed * 1000, 2),
+                tenant_id=state.get("tenant_id"),
+                principal=state.get("principal_id"),
+            )
+
+    @staticmethod
+    async def _problem(
+        send: Send, scope: Scope, status: int, slug: str, title: str, detail: str
+    ) -> None:
+        body = json.dumps(
+            {
+                "type": problem_type(slug),
+                "title": title,
+                "status": status,
+                "detail": detail,
+                "instance": scope.get("path", ""),
+                "request_id": scope.get("state", {}).get("request_id"),
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

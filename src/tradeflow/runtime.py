@@ -1,0 +1,142 @@
+"""Process lifecycles: the embedded database, `up` (everything in one process), `api`, `worker`.
+
+Every process is stateless; the database is the source of truth. `up` runs
+the API server, the worker and the scheduler as tasks on one event loop and
+shuts them down in order on Ctrl-C or SIGTERM — HTTP first, then the worker
+(which releases its claims), then the embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from tradeflow.config import Settings, get_settings
+from tradeflow.db import Database, EmbeddedPostgres
+from tradeflow.observability.logging import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class DatabaseHandle:
+    url: str
+    embedded: EmbeddedPostgres | None
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+@contextlib.contextmanager
+def open_database(settings: Settings) -> Iterator[DatabaseHandle]:
+    """The configured PostgreSQL: external if `DATABASE_URL` is set, else the embedded one."""
+    if settings.database_url:
+        handle = DatabaseHandle(settings.database_url, None)
+    else:
+        embedded = EmbeddedPostgres(settings.home)
+        handle = DatabaseHandle(embedded.start(), embedded)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def prepare_home(settings: Settings) -> Path:
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def migrate(settings: Settings, url: str) -> None:
+    from tradeflow.migrations import upgrade
+
+    upgrade(url, app_role=settings.db_app_role)
+    log.info("migrations_applied")
+
+
+def setup_multiprocess_metrics(home: Path) -> None:
+    """Point prometheus_client at a fresh per-home folder before any worker process starts."""
+    folder = home / "metrics"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
+def app_factory() -> object:
+    """Entry for `uvicorn --factory` in `tradeflow api --workers N`: each worker builds its own app."""
+    from tradeflow.app import create_app
+    from tradeflow.kit.keyring import load_keyring
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    url = os.environ["TRADEFLOW_RESOLVED_DATABASE_URL"]
+    db = Database.from_settings(settings, url)
+    app = create_app(settings, db, keyring=load_keyring(settings), owns_db=True)
+    from tradeflow.observability.tracing import configure_tracing
+
+    configure_tracing(settings, app=app, engine=db.engine)
+    return app
+
+
+async def _serve_until_signal(
+    tasks: list[Callable[[asyncio.Event], Awaitable[None]]],
+) -> None:
+    """Run each task with a shared stop event; stop them all on SIGINT/SIGTERM or when one ends."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    running = [asyncio.create_task(t(stop)) for t in tasks]
+    try:
+        done, _ = await asyncio.wait(
+            [*running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        stop.set()
+        await asyncio.gather(*running, return_exceptions=True)
+        for task in done:
+            if task in running and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def uvicorn_task(app: object, settings: Settings, host: str, port: int) -> Callable[[asyncio.Event], Awaitable[None]]:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    # Signals are ours to handle: the shared stop event drives every task.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    async def run(stop: asyncio.Event) -> None:
+        serve = asyncio.create_task(server.serve())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([serve, stopper], return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serve
+        stopper.cancel()
+        if not server.started:
+            raise RuntimeError(f"the API server could not start on {host}:{port}")
+
+    return run
+
+
+def run_async(main: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(main())  # type: ignore[arg-type]

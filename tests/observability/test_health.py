@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from httpx import AsyncClient
+from sqlalchemy import text
+
+from tradeflow.db import Database
+
+
+async def test_healthz(client: AsyncClient) -> None:
+    r = await client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+async def test_readyz_ready_when_migrated(client: AsyncClient) -> None:
+    r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"] == {"database": "ok", "migrations": "ok"}
+
+
+async def test_readyz_names_missing_migration(client: AsyncClient, rolled_back: Database) -> None:
+    async with rolled_back.system_session() as s:
+        await s.execute(text("UPDATE alembic_version SET version_num = 'base_0000_gone'"))
+        await s.commit()
+    r = await client.get("/readyz")
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["type"].endswith("/not-ready")
+    assert "migrations not at head" in body["detail"]
+
+
+async def test_request_id_echoed_and_generated(client: AsyncClient) -> None:
+    r = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r2 = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert r2.headers["x-request-id"] != "bad id with spaces"
+    assert len(r2.headers["x-request-id"]) == 32
+
+
+async def test_unknown_route_is_problem_404(client: AsyncClient) -> None:
+    r = await client.get("/v1/nothing-here")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith("/not-found")
+
+
+async def test_wrong_method_is_problem_405(client: AsyncClient) -> None:
+    r = await client.delete("/healthz")
+    assert r.status_code == 405
+    assert r.json()["detail"] == "DELETE is not allowed on /healthz."
+
+
+async def test_metrics_histogram_by_route_template(client: AsyncClient) -> None:
+    await client.get("/healthz")
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert 'tradeflow_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz",status="200"}' in r.text or (
+        'route="/healthz"' in r.text and "tradeflow_http_request_duration_seconds_bucket" in r.text
+    )
+    assert "tradeflow_db_pool_checked_out" in r.text

@@ -1,4 +1,4 @@
-"""Test fixtures: a real PostgreSQL, one database per xdist worker, a rolled-back transaction per test.
+"""Test fixtures: a real PostgreSQL, one database per xdist worker, a rolled-back transaction.
 
 The server is the embedded one (pgserver) under a temp folder shared by all
 workers, or the server named by `TRADEFLOW_TEST_DATABASE_URL`. Each worker
@@ -128,13 +128,17 @@ async def committed(db: Database) -> AsyncIterator[Database]:
     yield db
     async with db.engine.begin() as conn:
         tables = (
-            await conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
+            (
+                await conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'"
+                    )
                 )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if tables:
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
 

@@ -14,6 +14,7 @@ from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.errors import install_error_handlers
 from tradeflow.kit.keyring import Keyring
+from tradeflow.kit.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from tradeflow.observability import health, metrics
 from tradeflow.observability.middleware import RequestContextMiddleware
 
@@ -45,6 +46,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.keyring = keyring
+    app.state.ratelimiter = RateLimiter(settings)
 
     install_error_handlers(app)
     app.include_router(health.router)
@@ -62,5 +64,6 @@ def create_app(
 
     install_routers(app, settings)
 
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

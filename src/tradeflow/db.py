@@ -53,10 +53,10 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        import pgserver
+        from pgserver.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = get_server(self.pgdata, cleanup_mode="stop")
         uri: str = self._server.get_uri()
         log.info("embedded_postgres_started", pgdata=str(self.pgdata))
         return uri
@@ -158,7 +158,9 @@ class Database:
         await self.engine.dispose()
 
 
-async def enter_tenant(session: AsyncSession, tenant_id: uuid.UUID, *, app_role: str | None) -> None:
+async def enter_tenant(
+    session: AsyncSession, tenant_id: uuid.UUID, *, app_role: str | None
+) -> None:
     """Start the transaction as the RLS-bound role for `tenant_id`."""
     await session.execute(
         text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tid, true)"),

@@ -55,7 +55,12 @@ async def test_metrics_histogram_by_route_template(client: AsyncClient) -> None:
     await client.get("/healthz")
     r = await client.get("/metrics")
     assert r.status_code == 200
-    assert 'tradeflow_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz",status="200"}' in r.text or (
-        'route="/healthz"' in r.text and "tradeflow_http_request_duration_seconds_bucket" in r.text
+    assert (
+        'tradeflow_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz",status="200"}'
+        in r.text
+        or (
+            'route="/healthz"' in r.text
+            and "tradeflow_http_request_duration_seconds_bucket" in r.text
+        )
     )
     assert "tradeflow_db_pool_checked_out" in r.text

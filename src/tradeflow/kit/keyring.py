@@ -57,7 +57,9 @@ class Keyring:
             raise ConfigError(f"master key ring: active key {self.active!r} is not in the ring")
         for kid, key in self.keys.items():
             if len(key) != 32:
-                raise ConfigError(f"master key {kid!r} must be 32 bytes (base64 of 32 random bytes)")
+                raise ConfigError(
+                    f"master key {kid!r} must be 32 bytes (base64 of 32 random bytes)"
+                )
             if not kid.isalnum():
                 raise ConfigError(f"master key id {kid!r} must be alphanumeric")
 
@@ -67,8 +69,12 @@ class Keyring:
         data_nonce = os.urandom(12)
         ciphertext = AESGCM(dek).encrypt(data_nonce, plaintext, aad)
         return ".".join(
-            [TOKEN_PREFIX, self.active, _b64e(self._wrap(self.active, dek)),
-             _b64e(data_nonce + ciphertext)]
+            [
+                TOKEN_PREFIX,
+                self.active,
+                _b64e(self._wrap(self.active, dek)),
+                _b64e(data_nonce + ciphertext),
+            ]
         )
 
     def decrypt(self, token: str, *, aad: bytes = b"") -> bytes:
@@ -91,8 +97,9 @@ class Keyring:
         if kid == self.active:
             return token
         dek = self._unwrap(kid, wrapped)
-        return ".".join([TOKEN_PREFIX, self.active, _b64e(self._wrap(self.active, dek)),
-                         _b64e(payload)])
+        return ".".join(
+            [TOKEN_PREFIX, self.active, _b64e(self._wrap(self.active, dek)), _b64e(payload)]
+        )
 
     @staticmethod
     def key_id_of(token: str) -> str:
@@ -171,8 +178,10 @@ def read_key_file(path: Path) -> Keyring:
 
 
 def save_key_file(path: Path, ring: Keyring) -> None:
-    data = {"active": ring.active,
-            "keys": {kid: base64.b64encode(k).decode() for kid, k in ring.keys.items()}}
+    data = {
+        "active": ring.active,
+        "keys": {kid: base64.b64encode(k).decode() for kid, k in ring.keys.items()},
+    }
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -18,19 +18,21 @@ def upgrade() -> None:
     role = app_role()
     # Roles are cluster-wide: create once, tolerate an existing one (several
     # databases on one server, e.g. one per test worker).
-    op.execute(
-        f"""
+    # The role name is validated by settings (a plain identifier).
+    create_role = f"""
         DO $$
         BEGIN
           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
             CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
           END IF;
         END $$;
-        """
-    )
+        """  # noqa: S608
+    op.execute(create_role)
     op.execute(f"GRANT {role} TO CURRENT_USER")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
-    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}")
+    op.execute(
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}"
+    )
 
 
 def downgrade() -> None:

@@ -156,6 +156,10 @@ _SLUGS = {
 }
 
 
+# Titles that read better than the HTTP reason phrase (which also changed between Pythons).
+_TITLES = {413: PayloadTooLarge.title}
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or str(loc[0] if loc else "request")
@@ -218,7 +222,7 @@ def install_error_handlers(app: FastAPI) -> None:
             request,
             status=status,
             slug=_SLUGS.get(status, "http-error"),
-            title=HTTPStatus(status).phrase,
+            title=_TITLES.get(status) or HTTPStatus(status).phrase,
             detail=detail,
             headers=dict(exc.headers or {}),
         )

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -73,7 +74,7 @@ def setup_multiprocess_metrics(home: Path) -> None:
 
 
 def app_factory() -> object:
-    """Entry for `uvicorn --factory` in `tradeflow api --workers N`: each worker builds its own app."""
+    """Entry for `uvicorn --factory` (`tradeflow api --workers N`): each worker builds its app."""
     from tradeflow.app import create_app
     from tradeflow.kit.keyring import load_keyring
 
@@ -89,29 +90,43 @@ def app_factory() -> object:
 
 
 async def _serve_until_signal(
-    tasks: list[Callable[[asyncio.Event], Awaitable[None]]],
+    tasks: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]],
 ) -> None:
     """Run each task with a shared stop event; stop them all on SIGINT/SIGTERM or when one ends."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    running = [asyncio.create_task(t(stop)) for t in tasks]
+    running: list[asyncio.Task[None]] = [asyncio.create_task(t(stop)) for t in tasks]
     try:
         done, _ = await asyncio.wait(
             [*running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
         )
         stop.set()
         await asyncio.gather(*running, return_exceptions=True)
-        for task in done:
-            if task in running and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        for task in running:
+            if task in done and (error := task.exception()) is not None:
+                raise error
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
 
-def uvicorn_task(app: object, settings: Settings, host: str, port: int) -> Callable[[asyncio.Event], Awaitable[None]]:
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to us: the shared stop event drives every task.
+
+    uvicorn's own handler would swallow SIGTERM and re-raise it once it has
+    stopped, racing the worker's shutdown.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def uvicorn_task(
+    app: object, settings: Settings, host: str, port: int
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -121,9 +136,7 @@ def uvicorn_task(app: object, settings: Settings, host: str, port: int) -> Calla
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
-    # Signals are ours to handle: the shared stop event drives every task.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
 
     async def run(stop: asyncio.Event) -> None:
         serve = asyncio.create_task(server.serve())
@@ -138,5 +151,5 @@ def uvicorn_task(app: object, settings: Settings, host: str, port: int) -> Calla
     return run
 
 
-def run_async(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(main())  # type: ignore[arg-type]
+def run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(main())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+import uuid
+from typing import Any, TextIO
 
 import structlog
 from structlog.types import EventDict, WrappedLogger
@@ -30,7 +31,28 @@ def _add_trace(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def bind_principal(
+    state: Any, *, tenant_id: uuid.UUID | str, principal_id: uuid.UUID | str | None = None
+) -> None:
+    """Record who is calling, once authentication knows it.
+
+    `state` is the request's `request.state`; the access log line reads it
+    from there, and every later log line of the request gets the ids from the
+    structlog context.
+    """
+    state.tenant_id = str(tenant_id)
+    fields = {"tenant_id": str(tenant_id)}
+    if principal_id is not None:
+        state.principal_id = str(principal_id)
+        fields["principal_id"] = str(principal_id)
+    structlog.contextvars.bind_contextvars(**fields)
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", *, stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the standard library to write to `stream` (stderr by default)."""
+    out = stream if stream is not None else sys.stderr
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -40,7 +62,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
         processors=[
@@ -53,7 +75,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     # Route the standard library (uvicorn, alembic, sqlalchemy) through the same renderer.
@@ -65,7 +87,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradeflow.errors import PROBLEM_CONTENT_TYPE, problem_type
@@ -23,8 +24,16 @@ log = structlog.get_logger("tradeflow.http")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` when a streamed (chunked) body passes the limit.
+
+    An `HTTPException` on purpose: FastAPI turns any other exception raised while
+    it reads the body into a generic 400, but re-raises HTTP exceptions, so the
+    client gets the 413 problem from the error handlers.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The body exceeds the {limit}-byte limit.")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -67,7 +76,9 @@ class RequestContextMiddleware:
             await send(message)
 
         declared = _header(scope, b"content-length")
-        too_large = declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes
+        too_large = (
+            declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes
+        )
         received = 0
 
         async def receive_wrapper() -> Message:
@@ -76,26 +87,40 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_body_bytes)
             return message
 
         try:
             if too_large:
-                await self._problem(send_wrapper, scope, 413, "payload-too-large",
-                                    "Request body too large",
-                                    f"The body exceeds the {self.max_body_bytes}-byte limit.")
+                await self._problem(
+                    send_wrapper,
+                    scope,
+                    413,
+                    "payload-too-large",
+                    "Request body too large",
+                    f"The body exceeds the {self.max_body_bytes}-byte limit.",
+                )
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except BodyTooLarge:
             if not response_started:
-                await self._problem(send_wrapper, scope, 413, "payload-too-large",
-                                    "Request body too large",
-                                    f"The body exceeds the {self.max_body_bytes}-byte limit.")
+                await self._problem(
+                    send_wrapper,
+                    scope,
+                    413,
+                    "payload-too-large",
+                    "Request body too large",
+                    f"The body exceeds the {self.max_body_bytes}-byte limit.",
+                )
         except Exception:
             log.exception("unhandled_error", path=path, method=method)
             if not response_started:
                 await self._problem(
-                    send_wrapper, scope, 500, "internal-error", "Internal server error",
+                    send_wrapper,
+                    scope,
+                    500,
+                    "internal-error",
+                    "Internal server error",
                     "An unexpected error occurred; quote the request_id when reporting it.",
                 )
         finally:
@@ -106,6 +131,8 @@ class RequestContextMiddleware:
             HTTP_REQUESTS.labels(template, method, status).inc()
             HTTP_LATENCY.labels(template, method, status).observe(elapsed)
             state: dict[str, Any] = scope.get("state", {})
+            # Who called is known only after authentication, which sets these on the state.
+            known = {k: str(state[k]) for k in ("tenant_id", "principal_id") if state.get(k)}
             log.info(
                 "http_request",
                 method=method,
@@ -113,8 +140,7 @@ class RequestContextMiddleware:
                 route=template,
                 status=int(status),
                 duration_ms=round(elapsed * 1000, 2),
-                tenant_id=state.get("tenant_id"),
-                principal=state.get("principal_id"),
+                **known,
             )
 
     @staticmethod

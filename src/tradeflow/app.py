@@ -13,6 +13,7 @@ from tradeflow import __version__
 from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.errors import install_error_handlers
+from tradeflow.kit.idempotency import IdempotentReplay, replay_response
 from tradeflow.kit.keyring import Keyring
 from tradeflow.kit.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from tradeflow.observability import health, metrics
@@ -49,6 +50,11 @@ def create_app(
     app.state.ratelimiter = RateLimiter(settings)
 
     install_error_handlers(app)
+
+    @app.exception_handler(IdempotentReplay)
+    async def _replay(_: Request, exc: IdempotentReplay) -> Response:
+        return replay_response(exc)
+
     app.include_router(health.router)
 
     @app.get("/metrics", include_in_schema=False)

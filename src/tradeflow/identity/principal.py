@@ -22,6 +22,14 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
+class BuyerRole(StrEnum):
+    """Roles of buyer users, who belong to one customer company of the seller."""
+
+    BUYER = "buyer"
+    APPROVER = "approver"
+    BUYER_ADMIN = "buyer-admin"
+
+
 RESOURCES = (
     "tenant",
     "users",
@@ -70,10 +78,35 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.FINANCE: READ_SCOPES - {"security_events:read", "users:read", "api_keys:read"}
     | _scopes("invoices:*", "payments:*", "ledger:*", "connectors:*"),
     Role.OPERATIONS: READ_SCOPES - {"security_events:read", "users:read", "api_keys:read"}
-    | _scopes("orders:*", "catalog:*", "webhooks:*", "events:*", "connectors:*", "alerts:*",
-              "flags:*"),
+    | _scopes(
+        "orders:*", "catalog:*", "webhooks:*", "events:*", "connectors:*", "alerts:*", "flags:*"
+    ),
     Role.AUDITOR: READ_SCOPES,
 }
+
+
+# Buyers see only their own company's data; endpoints that serve buyers must also filter
+# by `Principal.customer_id` (the tenant wall alone is not enough for them).
+BUYER_ROLE_SCOPES: dict[BuyerRole, frozenset[str]] = {
+    BuyerRole.BUYER: _scopes(
+        "catalog:read", "prices:read", "orders:*", "invoices:read", "payments:*"
+    ),
+    BuyerRole.APPROVER: _scopes(
+        "catalog:read", "prices:read", "orders:*", "invoices:read", "payments:*"
+    ),
+    BuyerRole.BUYER_ADMIN: _scopes(
+        "catalog:read", "prices:read", "orders:*", "invoices:read", "payments:*", "customers:read"
+    ),
+}
+
+
+def scopes_for_role(role: str) -> frozenset[str]:
+    """Scopes of a staff or buyer role; an unknown role has none."""
+    if role in Role.__members__.values():
+        return ROLE_SCOPES[Role(role)]
+    if role in BuyerRole.__members__.values():
+        return BUYER_ROLE_SCOPES[BuyerRole(role)]
+    return frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +120,12 @@ class Principal:
     user_id: uuid.UUID | None = None  # the user behind a token; the key's creator for API keys
     role: str | None = None
     session_id: uuid.UUID | None = None
+    customer_id: uuid.UUID | None = None  # set for buyer users: the company they buy for
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
+
+    @property
+    def is_buyer(self) -> bool:
+        return self.customer_id is not None

@@ -20,14 +20,17 @@ async def test_readyz_ready_when_migrated(client: AsyncClient) -> None:
 
 async def test_readyz_names_missing_migration(client: AsyncClient, rolled_back: Database) -> None:
     async with rolled_back.system_session() as s:
-        await s.execute(text("UPDATE alembic_version SET version_num = 'base_0000_gone'"))
+        # Forget one applied head, as if a newer release's migration had not run.
+        gone = (await s.execute(text("SELECT min(version_num) FROM alembic_version"))).scalar_one()
+        await s.execute(text("DELETE FROM alembic_version WHERE version_num = :v"), {"v": gone})
         await s.commit()
     r = await client.get("/readyz")
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
     assert body["type"].endswith("/not-ready")
-    assert "migrations not at head" in body["detail"]
+    assert f"migrations not at head (missing {gone})" in body["detail"]
+    assert body["checks"]["database"] == "ok"
 
 
 async def test_request_id_echoed_and_generated(client: AsyncClient) -> None:
@@ -64,3 +67,14 @@ async def test_metrics_histogram_by_route_template(client: AsyncClient) -> None:
         )
     )
     assert "tradeflow_db_pool_checked_out" in r.text
+
+
+async def test_readyz_stays_ready_when_a_newer_release_migrated(
+    client: AsyncClient, rolled_back: Database
+) -> None:
+    async with rolled_back.system_session() as s:
+        await s.execute(text("INSERT INTO alembic_version VALUES ('zz_9999_from_the_future')"))
+        await s.commit()
+    r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert "zz_9999_from_the_future" in r.json()["checks"]["migrations"]

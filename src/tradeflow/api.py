@@ -10,4 +10,7 @@ from tradeflow.config import Settings
 def install_routers(app: FastAPI, settings: Settings) -> None:
     v1 = APIRouter(prefix="/v1")
     # Each context contributes its router here, in one place.
+    from tradeflow.identity.endpoints import router as identity_router
+
+    v1.include_router(identity_router)
     app.include_router(v1)

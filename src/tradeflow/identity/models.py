@@ -58,6 +58,8 @@ class User(IdMixin, TenantMixin, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
+    # Set for buyer users: the customer company they buy for (owned by the customers context).
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
 
     # TOTP: the confirmed seed (encrypted), a pending seed awaiting confirmation, and the
     # last accepted time-step so that a code is accepted once only.

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -87,6 +87,41 @@ class Settings(BaseSettings):
     login_ip_max_failures: int = Field(default=50, ge=1)
 
     webhooks_allow_private: bool = False
+    # Event delivery (docs/delivery.md). Retry delays are the waits after each failed
+    # attempt, so the attempt budget is their count + 1 (Svix's schedule by default).
+    webhooks_retry_schedule: list[int] = Field(
+        default=[5, 300, 1800, 7200, 18000, 36000, 36000], min_length=0, max_length=30
+    )
+    webhooks_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    webhooks_max_response_bytes: int = Field(default=65_536, ge=0)
+    webhooks_secret_overlap_seconds: int = Field(default=24 * 3600, ge=0)
+    handler_retry_schedule: list[int] = Field(
+        default=[1, 5, 30, 120, 600, 1800, 3600], min_length=0, max_length=30
+    )
+    delivery_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    delivery_lease_seconds: float = Field(default=60.0, gt=0)
+    delivery_batch_size: int = Field(default=100, ge=1, le=5000)
+    delivery_concurrency: int = Field(default=64, ge=1, le=4096)
+    delivery_max_in_flight_per_endpoint: int = Field(default=16, ge=1)
+    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    delivery_flush_seconds: float = Field(default=0.01, ge=0)
+    delivery_shutdown_seconds: float = Field(default=20.0, ge=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    breaker_max_cooldown_seconds: float = Field(default=600.0, gt=0)
+    endpoint_disable_after_seconds: float = Field(default=5 * 24 * 3600, gt=0)
+    events_retention_days: int = Field(default=30, ge=1)
+    scheduler_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _lease_outlives_attempt(self) -> Settings:
+        # One message must never be in flight twice: a lease can only expire after
+        # the attempt holding it has timed out, with margin for the completion write.
+        if self.delivery_lease_seconds < self.webhooks_timeout_seconds + 5:
+            raise ValueError(
+                "delivery_lease_seconds must exceed webhooks_timeout_seconds by at least 5 s"
+            )
+        return self
 
     @field_validator("database_url", "database_replica_url")
     @classmethod

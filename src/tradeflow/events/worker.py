@@ -1,23 +1,363 @@
-"""The background worker: runs until its stop event is set.
+"""The background worker: dispatcher, delivery loop, completion writer and scheduler.
 
-The events context grows this into the outbox delivery engine and scheduler;
-at the foundation stage it owns the process lifecycle only.
+Any number of workers run against one database with no leader. Each loop:
+dispatch committed events (if no other worker is), claim as many due
+deliveries as this process has free slots, start one task per delivery, and
+sleep until woken by LISTEN/NOTIFY, a freed slot, a completion that may have
+unblocked an aggregate's next event, or the polling backstop.
+
+Attempt results are queued and written in batches by a single writer task.
+On SIGTERM (the stop event) the worker stops claiming, gives in-flight
+attempts `delivery_shutdown_seconds` to finish, releases the leases of those
+that did not, writes every result it holds, and returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from tradeflow.config import Settings
 from tradeflow.db import Database
+from tradeflow.events import engine, metrics
+from tradeflow.events.registry import (
+    HANDLERS,
+    TRANSPORTS,
+    AttemptResult,
+    Claimed,
+    Transport,
+    TransportDeps,
+    load_plugins,
+)
 from tradeflow.kit.keyring import Keyring
+from tradeflow.kit.time import utcnow
 
 log = structlog.get_logger(__name__)
 
+CHANNEL = "tradeflow_work"
+_BACKOFF_MAX = 5.0
 
-async def run_worker(settings: Settings, db: Database, keyring: Keyring, stop: asyncio.Event) -> None:
-    log.info("worker_started")
-    await stop.wait()
-    log.info("worker_stopped")
+
+def plain_dsn(url: str) -> str:
+    """A libpq-style DSN for asyncpg from any of our SQLAlchemy URLs."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def sync_handler_subscribers(db: Database) -> None:
+    """Mirror the code's `@subscriber` handlers into `subscribers` so dispatch can match them."""
+    if not HANDLERS:
+        return
+    async with db.system_session() as session:
+        for handler in HANDLERS.values():
+            await session.execute(
+                text(
+                    "INSERT INTO subscribers (id, tenant_id, kind, name, event_types) "
+                    "VALUES (:id, NULL, 'handler', :name, :types) "
+                    "ON CONFLICT (kind, name) WHERE tenant_id IS NULL "
+                    "DO UPDATE SET event_types = EXCLUDED.event_types, updated_at = now() "
+                    "WHERE subscribers.event_types IS DISTINCT FROM EXCLUDED.event_types"
+                ),
+                {"id": uuid.uuid4(), "name": handler.name, "types": list(handler.event_types)},
+            )
+        await session.commit()
+
+
+class DeliveryWorker:
+    def __init__(
+        self, settings: Settings, db: Database, keyring: Keyring, *, name: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.keyring = keyring
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.transports: dict[str, Transport] = {}
+        self._wake = asyncio.Event()
+        self._results: list[engine.Completion] = []
+        self._results_ready = asyncio.Event()
+        self._in_flight: dict[uuid.UUID, tuple[asyncio.Task[None], Claimed]] = {}
+        self._draining = False
+        self._failures = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        from tradeflow.events import handlers_transport  # noqa: F401  (registers "handler")
+        from tradeflow.events.scheduler import Scheduler
+
+        load_plugins()
+        deps = TransportDeps(self.settings, self.db, self.keyring)
+        self.transports = {kind: factory(deps) for kind, factory in TRANSPORTS.items()}
+        await self._retrying(lambda: sync_handler_subscribers(self.db), stop)
+        helpers = [
+            asyncio.create_task(self._listen(stop), name="listen"),
+            asyncio.create_task(self._write_results(stop), name="results"),
+            asyncio.create_task(self._refresh_gauges(stop), name="gauges"),
+        ]
+        if self.settings.scheduler_enabled:
+            helpers.append(
+                asyncio.create_task(Scheduler(self.settings, self.db, self.name).run(stop))
+            )
+        log.info("worker_started", worker=self.name, transports=sorted(self.transports))
+        try:
+            await self._loop(stop)
+        finally:
+            await self._shutdown(helpers)
+            log.info("worker_stopped", worker=self.name)
+
+    async def _retrying(self, fn: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await fn()
+                return
+            except Exception as exc:
+                log.warning("worker_db_retry", error=repr(exc))
+                await self._sleep(stop, delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _shutdown(self, helpers: list[asyncio.Task[Any]]) -> None:
+        self._draining = True
+        tasks = [t for t, _ in self._in_flight.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.delivery_shutdown_seconds)
+        leftovers = [item for task, item in self._in_flight.values() if not task.done()]
+        for task, _ in self._in_flight.values():
+            task.cancel()
+        await asyncio.gather(*(t for t, _ in self._in_flight.values()), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            async with self.db.system_session() as session:
+                await engine.release(session, leftovers)
+                await session.commit()
+        with contextlib.suppress(Exception):
+            await self._flush()
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        for transport in self.transports.values():
+            with contextlib.suppress(Exception):
+                await transport.close()
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                progressed = await self.cycle()
+                self._failures = 0
+            except Exception as exc:
+                self._failures += 1
+                delay = min(0.2 * 2 ** (self._failures - 1), _BACKOFF_MAX)
+                log.warning("worker_cycle_failed", error=repr(exc), retry_in=delay)
+                await self._sleep(stop, delay)
+                continue
+            if not progressed:
+                self._wake.clear()
+                await self._wait(stop, self.settings.delivery_poll_seconds)
+
+    async def cycle(self) -> bool:
+        """One pass: dispatch, then claim and start work. True if more may be waiting."""
+        progressed = False
+        async with self.db.system_session() as session:
+            dispatched = await engine.dispatch_batch(
+                session, limit=max(self.settings.delivery_batch_size * 5, 500)
+            )
+            await session.commit()
+        if dispatched is not None and dispatched.events:
+            progressed = dispatched.events >= max(self.settings.delivery_batch_size * 5, 500)
+        free = self.settings.delivery_concurrency - len(self._in_flight)
+        if free <= 0 or self._draining:
+            return progressed
+        want = min(free, self.settings.delivery_batch_size)
+        leased_at = time.monotonic()
+        async with self.db.system_session() as session:
+            claimed = await engine.claim_batch(
+                session,
+                owner=self.name,
+                limit=want,
+                kinds=list(self.transports),
+                handlers=list(HANDLERS),
+                settings=self.settings,
+            )
+            await session.commit()
+        if claimed:
+            await self._start(claimed, leased_at)
+        return progressed or len(claimed) >= want or bool(dispatched and dispatched.deliveries)
+
+    async def _start(self, claimed: list[Claimed], leased_at: float) -> None:
+        by_kind: dict[str, list[Claimed]] = {}
+        for item in claimed:
+            by_kind.setdefault(item.subscriber_kind, []).append(item)
+        for kind, items in by_kind.items():
+            await self.transports[kind].prepare(items)
+        # The lease is counted from before the claim statement was sent, so this
+        # deadline is never later than the one other workers see in the database.
+        deadline = leased_at + self.settings.delivery_lease_seconds
+        for item in claimed:
+            task = asyncio.create_task(self._attempt(item, deadline))
+            self._in_flight[item.delivery_id] = (task, item)
+
+    async def _attempt(self, item: Claimed, deadline: float) -> None:
+        transport = self.transports[item.subscriber_kind]
+        try:
+            if time.monotonic() + self.settings.webhooks_timeout_seconds + 2 > deadline:
+                # Too little lease left to finish inside it: hand it back untried.
+                async with self.db.system_session() as session:
+                    await engine.release(session, [item])
+                    await session.commit()
+                return
+            started_at = utcnow()
+            t0 = time.perf_counter()
+            try:
+                result = await transport.deliver(item)
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                result = AttemptResult(outcome="timeout", error="timed out")
+            except Exception as exc:
+                result = engine.failure_from_exception(exc)
+            result.started_at = result.started_at or started_at
+            result.duration = time.perf_counter() - t0
+            self._results.append(engine.Completion(item, result, self.name))
+            self._results_ready.set()
+        finally:
+            self._in_flight.pop(item.delivery_id, None)
+            self._wake.set()
+
+    # -- results --------------------------------------------------------------------------------
+    async def _write_results(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        while True:
+            await self._results_ready.wait()
+            try:
+                await self._flush()
+                delay = 0.1
+            except Exception as exc:
+                # Results stay queued; the leases still protect the deliveries meanwhile.
+                log.warning("worker_flush_failed", error=repr(exc), pending=len(self._results))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            if self.settings.delivery_flush_seconds:
+                await asyncio.sleep(self.settings.delivery_flush_seconds)
+
+    async def _flush(self) -> None:
+        self._results_ready.clear()
+        if not self._results:
+            return
+        batch, self._results = self._results, []
+        try:
+            async with self.db.system_session() as session:
+                await engine.complete_batch(
+                    session,
+                    batch,
+                    settings=self.settings,
+                    breaker_kinds=frozenset(
+                        k for k, t in self.transports.items() if t.uses_breaker
+                    ),
+                )
+                await session.commit()
+        except BaseException:
+            self._results = batch + self._results
+            self._results_ready.set()
+            raise
+        # A completion may unblock the next event of an aggregate: look again now.
+        self._wake.set()
+
+    # -- wake-ups -------------------------------------------------------------------------------
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN on a dedicated connection; reconnect after a restart (polling covers the gap)."""
+        delay = 0.2
+        while not stop.is_set():
+            conn: asyncpg.Connection[Any] | None = None
+            try:
+                conn = await asyncpg.connect(plain_dsn(self.db.url))
+                await conn.add_listener(CHANNEL, self._notified)
+                delay = 0.2
+                self._wake.set()  # anything committed while we were not listening
+                while not stop.is_set() and not conn.is_closed():
+                    await self._sleep(stop, 1.0)
+            except Exception as exc:
+                log.info("worker_listen_reconnect", error=repr(exc))
+                await self._sleep(stop, delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _refresh_gauges(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await refresh_gauges(self.db)
+            await self._sleep(stop, 5.0)
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    @staticmethod
+    async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def refresh_gauges(db: Database) -> None:
+    async with db.system_session() as session:
+        row = (
+            await session.execute(
+                text(
+                    """
+                    SELECT
+                      (SELECT count(*) FROM deliveries
+                        WHERE status = 'pending' AND next_attempt_at <= now()) AS backlog,
+                      (SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM deliveries
+                        WHERE status = 'pending' AND next_attempt_at <= now()) AS oldest,
+                      (SELECT count(*) FROM deliveries WHERE status = 'dead') AS dead,
+                      (SELECT count(*) FROM events WHERE dispatched_at IS NULL) AS undispatched
+                    """
+                )
+            )
+        ).one()
+        states = (
+            await session.execute(
+                text(
+                    """
+                    SELECT CASE WHEN NOT enabled THEN 'disabled'
+                                WHEN paused THEN 'paused'
+                                WHEN breaker_state = 'open' AND breaker_open_until <= now()
+                                  THEN 'half_open'
+                                ELSE breaker_state END AS state, count(*) AS n
+                    FROM subscribers WHERE kind <> 'handler' GROUP BY 1
+                    """
+                )
+            )
+        ).all()
+    metrics.BACKLOG.set(row.backlog)
+    metrics.OLDEST_DUE_AGE.set(float(row.oldest or 0))
+    metrics.DEAD_LETTER_COUNT.set(row.dead)
+    metrics.UNDISPATCHED.set(row.undispatched)
+    seen = {s.state: s.n for s in states}
+    for state in ("closed", "open", "half_open", "paused", "disabled"):
+        metrics.BREAKERS.labels(state).set(seen.get(state, 0))
+
+
+async def run_worker(
+    settings: Settings, db: Database, keyring: Keyring, stop: asyncio.Event
+) -> None:
+    await DeliveryWorker(settings, db, keyring).run(stop)

@@ -164,10 +164,7 @@ def _register_subcommands() -> None:
 
 
 def main() -> None:
-    try:
-        _register_subcommands()
-    except ImportError:  # pragma: no cover — admin commands are optional at import time
-        pass
+    _register_subcommands()
     app()
 
 

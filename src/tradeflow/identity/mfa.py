@@ -22,6 +22,7 @@ from tradeflow.identity.models import Tenant, User
 from tradeflow.identity.principal import Principal
 from tradeflow.identity.repository import IdentityRepository
 from tradeflow.identity.security_events import Kind, record
+from tradeflow.identity.tokens import learn_key
 from tradeflow.kit.keyring import Keyring
 from tradeflow.kit.time import utcnow
 
@@ -38,6 +39,7 @@ def encrypt_seed(keyring: Keyring, user: User, secret: str) -> str:
 
 
 def decrypt_seed(keyring: Keyring, user: User, token: str) -> str:
+    learn_key(keyring, Keyring.key_id_of(token))
     return keyring.decrypt_str(token, aad=_aad(user))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,8 @@ from typing import Any, Literal
 
 import jwt
 
-from tradeflow.kit.keyring import Keyring
+from tradeflow.config import ConfigError
+from tradeflow.kit.keyring import Keyring, read_key_file
 from tradeflow.kit.time import utcnow
 
 JWT_PURPOSE = b"tradeflow/jwt"
@@ -79,11 +81,37 @@ def mint_access_token(
     return jwt.encode(claims, key, algorithm=JWT_ALGORITHM, headers={"kid": kid})
 
 
+_RELOAD_INTERVAL = 10.0
+_last_reload = 0.0
+
+
+def learn_key(keyring: Keyring, kid: str) -> bool:
+    """Whether `kid` is (now) in the ring, re-reading a file-based ring at most every 10 s.
+
+    A process started before `tradeflow keys rotate` does not know the new key;
+    this lets it read secrets re-wrapped under it without a restart.
+    """
+    global _last_reload
+    if kid in keyring.keys:
+        return True
+    now = time.monotonic()
+    if keyring.source is None or not kid.isalnum() or now - _last_reload < _RELOAD_INTERVAL:
+        return False
+    _last_reload = now
+    try:
+        fresh = read_key_file(keyring.source)
+    except ConfigError:
+        return False
+    keyring.keys.update(fresh.keys)
+    keyring.active = fresh.active
+    return kid in keyring.keys
+
+
 def decode_access_token(keyring: Keyring, token: str, *, issuer: str) -> AccessClaims:
     try:
         header = jwt.get_unverified_header(token)
         kid = header.get("kid")
-        if not isinstance(kid, str) or kid not in keyring.keys:
+        if not isinstance(kid, str) or not learn_key(keyring, kid):
             raise TokenError("unknown signing key")
         if header.get("alg") != JWT_ALGORITHM:
             raise TokenError("unexpected algorithm")

@@ -98,6 +98,9 @@ def api(
 
     settings = settings_or_exit(host=host, port=port)
     home = prepare_home(settings)
+    from tradeflow.kit.keyring import load_keyring
+
+    load_keyring(settings)  # create a generated key once, before the workers race to
     if workers > 1:
         setup_multiprocess_metrics(home)
     with open_database(settings) as handle:

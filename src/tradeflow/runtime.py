@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Coroutine, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import uvicorn
 from tradeflow.config import Settings, get_settings
 from tradeflow.db import Database, EmbeddedPostgres
 from tradeflow.observability.logging import configure_logging
+from tradeflow.observability.tracing import Tracing, configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -83,10 +84,27 @@ def app_factory() -> object:
     url = os.environ["TRADEFLOW_RESOLVED_DATABASE_URL"]
     db = Database.from_settings(settings, url)
     app = create_app(settings, db, keyring=load_keyring(settings), owns_db=True)
-    from tradeflow.observability.tracing import configure_tracing
-
-    configure_tracing(settings, app=app, engine=db.engine)
+    tracing = configure_tracing(settings, app=app, engine=db.engine)
+    _on_worker_exit(app, tracing)
     return app
+
+
+def _on_worker_exit(app: Any, tracing: Tracing | None) -> None:
+    """When a worker stops: send its last spans, and drop its live gauges so `livesum`
+    counts only running workers."""
+    from tradeflow.observability.metrics import mark_process_dead
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            yield state
+        if tracing is not None:
+            tracing.shutdown()
+        mark_process_dead(os.getpid())
+
+    app.router.lifespan_context = lifespan
 
 
 async def _serve_until_signal(

@@ -43,6 +43,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (`/v1/orders/{order_id}`), never the raw path.
+
+    Metrics are labelled by it, so unmatched paths share one label instead of
+    letting scanners create a series per URL.
+    """
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return str(path)
+    # Plain Starlette routes (e.g. /openapi.json) leave only their endpoint in the scope.
+    endpoint = scope.get("endpoint")
+    app = scope.get("app")
+    if endpoint is not None and app is not None:
+        for candidate in getattr(app, "routes", ()):
+            if getattr(candidate, "endpoint", None) is endpoint:
+                return str(candidate.path)
+    return "unmatched"
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -125,8 +145,7 @@ class RequestContextMiddleware:
                 )
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(scope)
             status = str(status_holder["status"])
             HTTP_REQUESTS.labels(template, method, status).inc()
             HTTP_LATENCY.labels(template, method, status).observe(elapsed)

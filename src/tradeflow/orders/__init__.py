@@ -1,0 +1,1 @@
+"""Orders: idempotent order placement, pricing snapshots, tax, approval, the order state machine, invoices."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,13 +30,15 @@ async def make_tenant(db: Database, *, name: str = "Acme") -> uuid.UUID:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.05
+    check: Callable[[], Awaitable[Any] | Any], *, timeout: float = 20.0, interval: float = 0.05
 ) -> Any:
     """Await until `check()` returns a truthy value; fail with the last value after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(interval)

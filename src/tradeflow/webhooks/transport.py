@@ -1,0 +1,201 @@
+"""Delivery to webhook endpoints over HTTP (aiohttp), signed per Standard Webhooks.
+
+* `webhook-id` is the event id: the same on every retry and every redelivery,
+  so receivers deduplicate on it.
+* 2xx is success; 410 Gone disables the endpoint; 429/503 `Retry-After` is
+  honoured; anything else (3xx included: redirects are not followed),
+  timeouts and refused connections are failures to retry.
+* The body read is capped (`webhooks_max_response_bytes`); the first 1 KiB is
+  kept on the attempt for the delivery log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+
+import aiohttp
+from sqlalchemy import select
+
+from tradeflow.events.registry import (
+    AttemptResult,
+    Claimed,
+    DeliveredEvent,
+    TransportDeps,
+    register_transport,
+)
+from tradeflow.kit.time import isoformat, utcnow
+from tradeflow.webhooks import signing
+from tradeflow.webhooks.models import WebhookEndpoint
+from tradeflow.webhooks.ssrf import BlockedAddress, GuardedResolver
+
+KEPT_BODY_BYTES = 1024
+USER_AGENT = "Tradeflow-Webhooks/1"
+
+
+def message_body(event: DeliveredEvent) -> bytes:
+    """The JSON body: Standard Webhooks' `type`/`timestamp`/`data` plus our envelope fields."""
+    return json.dumps(
+        {
+            "id": str(event.id),
+            "type": event.type,
+            "version": event.version,
+            "timestamp": isoformat(event.occurred_at),
+            "tenant_id": str(event.tenant_id),
+            "aggregate": {
+                "type": event.aggregate_type,
+                "id": event.aggregate_id,
+                "sequence": event.sequence,
+            },
+            "data": event.payload,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    url: str
+    secrets: tuple[str, ...]
+
+
+class WebhookTransport:
+    kind = "webhook"
+    uses_breaker = True
+
+    def __init__(self, deps: TransportDeps) -> None:
+        self._db = deps.db
+        self._keyring = deps.keyring
+        self._settings = deps.settings
+        self._targets: dict[uuid.UUID, _Target] = {}
+        self._plaintexts: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(allow_private=self._settings.webhooks_allow_private),
+                limit=0,
+                limit_per_host=self._settings.delivery_max_in_flight_per_endpoint * 2,
+                ttl_dns_cache=10,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._settings.webhooks_timeout_seconds),
+                headers={"user-agent": USER_AGENT},
+                auto_decompress=False,
+            )
+        return self._session
+
+    def _decrypt(self, endpoint_id: uuid.UUID, token: str) -> str:
+        plain = self._plaintexts.get(token)
+        if plain is None:
+            plain = self._keyring.decrypt_str(token, aad=aad_for(endpoint_id))
+            self._plaintexts[token] = plain
+        return plain
+
+    async def prepare(self, items: Sequence[Claimed]) -> None:
+        """Load URL and secrets of the batch's endpoints (a rotation takes effect next batch)."""
+        ids = list({i.subscriber_id for i in items})
+        now = utcnow()
+        async with self._db.system_session() as session:
+            rows = (
+                (await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(ids))))
+                .scalars()
+                .all()
+            )
+        for row in rows:
+            secrets = [self._decrypt(row.id, row.secret_ciphertext)]
+            if (
+                row.previous_secret_ciphertext
+                and row.previous_secret_expires_at
+                and row.previous_secret_expires_at > now
+            ):
+                secrets.append(self._decrypt(row.id, row.previous_secret_ciphertext))
+            self._targets[row.id] = _Target(row.url, tuple(secrets))
+
+    async def deliver(self, item: Claimed) -> AttemptResult:
+        target = self._targets.get(item.subscriber_id)
+        if target is None:
+            return AttemptResult(outcome="failure", error="webhook endpoint no longer exists")
+        body = message_body(item.event)
+        headers = signing.headers(target.secrets, str(item.event.id), int(time.time()), body)
+        started = utcnow()
+        try:
+            async with self._client().post(
+                target.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                raw = await response.content.read(self._settings.webhooks_max_response_bytes)
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+        except TimeoutError:
+            return AttemptResult(
+                outcome="timeout", error="no response within the timeout", started_at=started
+            )
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.os_error
+            if isinstance(cause, BlockedAddress):
+                return AttemptResult(outcome="blocked", error=str(cause), started_at=started)
+            return AttemptResult(outcome="connect_error", error=str(exc), started_at=started)
+        except BlockedAddress as exc:
+            return AttemptResult(outcome="blocked", error=str(exc), started_at=started)
+        except (aiohttp.ClientError, OSError) as exc:
+            return AttemptResult(
+                outcome="failure", error=f"{type(exc).__name__}: {exc}", started_at=started
+            )
+        text = raw[:KEPT_BODY_BYTES].decode("utf-8", "replace")
+        if 200 <= status < 300:
+            return AttemptResult(
+                outcome="success", status_code=status, response_body=text, started_at=started
+            )
+        if status == 410:
+            return AttemptResult(
+                outcome="gone",
+                status_code=status,
+                response_body=text,
+                error="the endpoint answered 410 Gone",
+                started_at=started,
+            )
+        return AttemptResult(
+            outcome="failure",
+            status_code=status,
+            response_body=text,
+            error=f"HTTP {status}",
+            retry_after=retry_after if status in (429, 503) else None,
+            started_at=started,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            # Let aiohttp's transports finish closing before the loop goes away.
+            await asyncio.sleep(0)
+
+
+def aad_for(endpoint_id: uuid.UUID) -> bytes:
+    """Binds a secret's ciphertext to its endpoint row, so it cannot be moved to another."""
+    return b"webhook_endpoints:" + endpoint_id.bytes
+
+
+register_transport("webhook", WebhookTransport)

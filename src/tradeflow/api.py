@@ -13,4 +13,7 @@ def install_routers(app: FastAPI, settings: Settings) -> None:
     from tradeflow.identity.endpoints import router as identity_router
 
     v1.include_router(identity_router)
+    from tradeflow.ledger.endpoints import router as ledger_router
+
+    v1.include_router(ledger_router)
     app.include_router(v1)

@@ -103,3 +103,28 @@ async def check_deferred_constraints(db: Database) -> None:
     async with db.system_session() as s:
         await s.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
         await s.execute(text("SET CONSTRAINTS ALL DEFERRED"))
+
+
+async def make_api_key(db: Database, tenant_id: uuid.UUID, scopes: set[str]) -> str:
+    """An API key of the tenant holding `scopes`, as its bearer token."""
+    from tradeflow.identity import service as identity_service
+    from tradeflow.identity.repository import IdentityRepository
+
+    async with db.system_session() as s:
+        created = await identity_service.create_api_key(
+            IdentityRepository(s, tenant_id), name="ledger tests", scopes=scopes, actor=None
+        )
+        await s.commit()
+    return created.token
+
+
+async def make_customer(db: Database, tenant_id: uuid.UUID, *, currency: str = "EUR") -> uuid.UUID:
+    from tradeflow.customers import service as customers_service
+    from tradeflow.customers.schemas import CustomerIn
+
+    async with db.tenant_session(tenant_id) as s:
+        customer = await customers_service.create_customer(
+            s, tenant_id, CustomerIn(name=f"Buyer {uuid.uuid4().hex[:6]}", currency=currency)
+        )
+        await s.commit()
+    return customer.id

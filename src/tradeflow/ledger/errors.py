@@ -15,10 +15,6 @@ class EntryNotFound(NotFound):
     slug, title = "ledger-entry-not-found", "Journal entry not found"
 
 
-class CustomerNotFound(NotFound):
-    slug, title = "ledger-customer-not-found", "No receivables for this customer"
-
-
 class AccountCodeTaken(Conflict):
     slug, title = "ledger-account-code-taken", "An account with this code exists"
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tradeflow.config import ConfigError, Settings, load_settings
 from tradeflow.observability.logging import configure_logging
@@ -31,7 +32,8 @@ def settings_or_exit(**overrides: object) -> Settings:
     try:
         settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
-        console.print(f"[bold red]configuration error[/]: {exc}")
+        # Escaped and unwrapped: the message quotes raw values and must stay greppable.
+        console.print(f"[bold red]configuration error[/]: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level, settings.log_format)
     return settings

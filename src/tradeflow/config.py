@@ -1,16 +1,20 @@
 """Settings: `TRADEFLOW_*` environment variables and an optional TOML file.
 
-Precedence, highest first: init arguments, environment, `.env`, the TOML file
-named by `TRADEFLOW_CONFIG`, defaults. Validation happens once at start-up and
-a bad value is reported by name (see `load_settings`).
+Precedence, highest first: init arguments, environment, the TOML file named by
+`TRADEFLOW_CONFIG` (keys are the setting names: `port = 8080`), defaults.
+Validation happens once at start-up and a bad value is reported by name (see
+`load_settings`); docs/configuration.md lists every setting.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -30,9 +34,12 @@ class Settings(BaseSettings):
         env_prefix="TRADEFLOW_",
         extra="forbid",
         validate_default=True,
+        # The docstring under each setting is its description (docs/configuration.md).
+        use_attribute_docstrings=True,
     )
 
-    home: Path = Field(default=Path("var"), description="Folder for embedded data and keys.")
+    home: Path = Path("var")
+    """Folder for the embedded database, generated keys, metrics files and demo credentials."""
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TRADEFLOW_DATABASE_URL", "DATABASE_URL", "database_url"),
@@ -44,6 +51,7 @@ class Settings(BaseSettings):
             "TRADEFLOW_DATABASE_REPLICA_URL", "DATABASE_REPLICA_URL", "database_replica_url"
         ),
     )
+    """Read replica for read-only queries (PostgreSQL >= 15); accepted, not used yet."""
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TRADEFLOW_REDIS_URL", "REDIS_URL", "redis_url"),
@@ -55,63 +63,104 @@ class Settings(BaseSettings):
         description="Role request transactions run as, so row-level security applies.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    """Connections each process keeps open to PostgreSQL."""
     db_max_overflow: int = Field(default=10, ge=0, le=200)
+    """Extra connections a process may open above the pool size under load."""
 
     host: str = "127.0.0.1"
+    """Interface the HTTP API binds to."""
     port: int = Field(default=8000, ge=0, le=65535)
+    """Port the HTTP API binds to."""
     public_url: str | None = None
+    """URL clients reach the API at (links, demo credentials); unset means http://host:port."""
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged: debug, info, warning or error."""
     log_format: Literal["json", "console"] = "json"
+    """json (one object per line, for machines) or console (for people)."""
     otel_exporter: Literal["none", "console", "otlp"] = "none"
+    """Trace exporter: none (tracing off), console (spans on stdout) or otlp."""
     otel_endpoint: str | None = None
+    """OTLP/HTTP traces endpoint; unset uses the OTEL_EXPORTER_OTLP_* variables."""
     otel_service_name: str = "tradeflow"
+    """service.name on every span."""
 
     master_key: str | None = Field(
         default=None,
         description="Base64 AES-256 master key(s), 'kid:key' comma-separated, first active.",
     )
     master_key_file: Path | None = None
+    """File holding the master key ring as JSON; alternative to TRADEFLOW_MASTER_KEY."""
 
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    """Lifetime of an access token (JWT)."""
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
+    """Lifetime of a refresh token family."""
     jwt_issuer: str = "tradeflow"
+    """iss claim of issued access tokens."""
 
     ratelimit_default: str = "600/minute"
+    """Request budget per API key, user or IP (limits syntax, e.g. 600/minute)."""
     ratelimit_auth: str = "10/minute"
+    """Stricter budget for the authentication endpoints."""
     ratelimit_enabled: bool = True
+    """Turn rate limiting off entirely (benchmarks only)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest request body accepted; larger bodies get 413."""
 
     login_max_failures: int = Field(default=5, ge=1)
+    """Failed logins of one account before it is locked."""
     login_lockout_seconds: int = Field(default=900, ge=1)
+    """How long a locked account stays locked."""
     login_ip_max_failures: int = Field(default=50, ge=1)
+    """Failed logins from one IP before that IP is locked out."""
 
     webhooks_allow_private: bool = False
+    """Allow webhook and connector URLs on private or loopback addresses."""
     # Event delivery (docs/delivery.md). Retry delays are the waits after each failed
     # attempt, so the attempt budget is their count + 1 (Svix's schedule by default).
     webhooks_retry_schedule: list[int] = Field(
         default=[5, 300, 1800, 7200, 18000, 36000, 36000], min_length=0, max_length=30
     )
+    """Seconds to wait after each failed webhook attempt (JSON list); attempts = length + 1."""
     webhooks_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    """Timeout of one webhook delivery attempt."""
     webhooks_max_response_bytes: int = Field(default=65_536, ge=0)
+    """Bytes of a subscriber's response kept for diagnosis."""
     webhooks_secret_overlap_seconds: int = Field(default=24 * 3600, ge=0)
+    """How long the previous signing secret stays valid after rotation."""
     handler_retry_schedule: list[int] = Field(
         default=[1, 5, 30, 120, 600, 1800, 3600], min_length=0, max_length=30
     )
+    """Seconds to wait after each failed internal event-handler attempt (JSON list)."""
     delivery_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    """Random spread applied to retry delays (fraction, 0 to <1)."""
     delivery_lease_seconds: float = Field(default=60.0, gt=0)
+    """How long a worker holds a claimed delivery; must exceed the webhook timeout by 5 s."""
     delivery_batch_size: int = Field(default=100, ge=1, le=5000)
+    """Deliveries a worker claims per poll."""
     delivery_concurrency: int = Field(default=64, ge=1, le=4096)
+    """Deliveries a worker runs at once."""
     delivery_max_in_flight_per_endpoint: int = Field(default=16, ge=1)
+    """Deliveries in flight to one webhook endpoint across all workers."""
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often an idle worker looks for due deliveries."""
     delivery_flush_seconds: float = Field(default=0.01, ge=0)
+    """Pause between writes of finished delivery results (batches them)."""
     delivery_shutdown_seconds: float = Field(default=20.0, ge=0)
+    """Grace period for in-flight deliveries when a worker stops."""
     breaker_failure_threshold: int = Field(default=5, ge=1)
+    """Consecutive failures that open an endpoint's circuit breaker."""
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    """First open period of a breaker; doubles on each trip."""
     breaker_max_cooldown_seconds: float = Field(default=600.0, gt=0)
+    """Longest open period of a breaker."""
     endpoint_disable_after_seconds: float = Field(default=5 * 24 * 3600, gt=0)
+    """An endpoint failing for this long is disabled."""
     events_retention_days: int = Field(default=30, ge=1)
+    """Days delivered events and attempts are kept."""
     scheduler_enabled: bool = True
+    """Run the periodic-job scheduler in this worker."""
 
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> Settings:
@@ -168,22 +217,99 @@ class Settings(BaseSettings):
         return self.public_url or f"http://{self.host}:{self.port}"
 
 
+# Values never echoed in an error message; URLs are shown with their password masked.
+_SECRET_FIELDS = frozenset({"master_key"})
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@]*):[^@]*@")
+
+
+def setting_for(key: str) -> str | None:
+    """The field a key of the environment, a TOML file or the init arguments sets."""
+    if key in Settings.model_fields:
+        return key
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices) and key in alias.choices:
+            return name
+        if alias == key:
+            return name
+    return None
+
+
+def env_names(name: str) -> list[str]:
+    """Every environment variable that sets field `name`, the canonical one first."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str) and c.isupper()]
+    return [f"TRADEFLOW_{name.upper()}"]
+
+
+def _shown(name: str | None, value: object) -> str:
+    if name in _SECRET_FIELDS:
+        return "a value that is not shown"
+    if isinstance(value, str):
+        value = _URL_PASSWORD.sub(r"\1:***@", value)
+    return repr(value)
+
+
+def _describe(err: Any) -> str:
+    loc = tuple(err["loc"])
+    if not loc:  # a rule across several settings
+        return f"settings: {err['msg']}"
+    name = setting_for(str(loc[0]))
+    if name is None or err["type"] == "extra_forbidden":
+        return f"{loc[0]}: not a Tradeflow setting (got {_shown(None, err.get('input'))})"
+    where = name + "".join(f"[{p}]" for p in loc[1:])
+    return (
+        f"{where} ({' or '.join(env_names(name))}): {err['msg']} "
+        f"(got {_shown(name, err.get('input'))})"
+    )
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build and validate settings, turning pydantic's error into one naming each value."""
+    """Build and validate settings; a bad value raises `ConfigError` naming the setting,
+    the environment variable(s) that set it, and the value (secrets are not shown)."""
     toml_path = os.environ.get("TRADEFLOW_CONFIG")
     if toml_path and not Path(toml_path).is_file():
         raise ConfigError(f"TRADEFLOW_CONFIG points at {toml_path!r}, which is not a file")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"TRADEFLOW_CONFIG file {toml_path!r} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = f"TRADEFLOW_{name.upper()}"
-            problems.append(f"{env}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from exc
+        sources = f" (environment and {toml_path})" if toml_path else ""
+        problems = [_describe(err) for err in exc.errors()]
+        raise ConfigError(f"invalid configuration{sources}:\n  " + "\n  ".join(problems)) from exc
+
+
+def _default_text(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return json.dumps(value)
+    return str(value)
+
+
+def settings_markdown(names: list[str] | None = None) -> str:
+    """The settings as a Markdown table (docs/configuration.md, README); a test keeps them equal."""
+    rows = [
+        "| Environment variable | Default | Description |",
+        "|---|---|---|",
+    ]
+    for name in names or list(Settings.model_fields):
+        field = Settings.model_fields[name]
+        env = env_names(name)
+        variable = f"`{env[0]}`" + "".join(f" (or `{alias}`)" for alias in env[1:])
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| {variable} | `{_default_text(field.default)}` | {description} |")
+    return "\n".join(rows) + "\n"
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+if __name__ == "__main__":  # `python -m tradeflow.config` prints the table for the docs
+    print(settings_markdown(), end="")

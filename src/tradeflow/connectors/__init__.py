@@ -1,0 +1,1 @@
+"""In-tree connector plugins (registered in the `tradeflow.connectors` entry-point group)."""

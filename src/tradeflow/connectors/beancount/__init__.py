@@ -1,0 +1,1 @@
+"""Beancount ledger-file connector."""

@@ -1,0 +1,1 @@
+"""Generic REST ERP/CRM connector."""

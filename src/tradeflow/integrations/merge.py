@@ -1,0 +1,93 @@
+"""Per-field three-way merge between our document and the remote's record.
+
+For every mapped field we know three values: what we pushed last time
+(`last_ours`), what the remote held after that push (`last_theirs`), and
+now `ours` and `theirs`. Ownership decides what happens:
+
+* **ours** — Tradeflow is the source of truth (amounts, numbers, currency):
+  whenever the remote differs, our value is written back;
+* **theirs** — set when the record is created, then the remote's to keep
+  (a clerk's notes, an internal cost centre): never written again;
+* **shared** — the side that changed wins; if *both* changed it to different
+  values that is a real conflict: neither is written, and the conflict goes
+  to the queue with both versions until someone resolves it.
+
+The function is pure so the policy is tested exhaustively without a remote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradeflow.integrations.plugins import Ownership
+
+
+@dataclass(frozen=True, slots=True)
+class FieldConflict:
+    field: str
+    base: Any  # the value both sides last agreed on (what the remote held after our last push)
+    ours: Any
+    theirs: Any
+
+
+@dataclass(slots=True)
+class MergePlan:
+    writes: dict[str, Any] = field(default_factory=dict)  # remote field → value to send
+    conflicts: list[FieldConflict] = field(default_factory=list)
+    kept_theirs: list[str] = field(default_factory=list)  # remote edits we respected
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts
+
+
+_MISSING = object()
+
+
+def plan_merge(
+    *,
+    ours: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    last_ours: Mapping[str, Any] | None,
+    last_theirs: Mapping[str, Any] | None,
+    ownership: Callable[[str], Ownership],
+    held: frozenset[str] = frozenset(),
+) -> MergePlan:
+    """What to write to the remote, and which fields conflict.
+
+    `held` names fields with an open conflict: they are neither written nor
+    re-reported until the conflict is resolved.
+    """
+    plan = MergePlan()
+    base_ours = last_ours or {}
+    base_theirs = last_theirs or {}
+    for name, our_value in ours.items():
+        their_value = theirs.get(name, _MISSING)
+        if their_value == our_value or name in held:
+            continue
+        owner = ownership(name)
+        if owner == "ours":
+            plan.writes[name] = our_value
+            continue
+        if owner == "theirs":
+            if their_value is not _MISSING:
+                plan.kept_theirs.append(name)
+            continue
+        we_changed = base_ours.get(name, _MISSING) != our_value
+        they_changed = base_theirs.get(name, _MISSING) != their_value
+        if we_changed and they_changed:
+            plan.conflicts.append(
+                FieldConflict(
+                    field=name,
+                    base=base_theirs.get(name),
+                    ours=our_value,
+                    theirs=None if their_value is _MISSING else their_value,
+                )
+            )
+        elif they_changed:
+            plan.kept_theirs.append(name)
+        else:
+            plan.writes[name] = our_value
+    return plan

@@ -1,0 +1,1 @@
+"""The reference fake ERP used by the connector tests (see `app.py`)."""

@@ -1,0 +1,85 @@
+"""Helpers for the integrations tests: tenants, connector instances, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import text
+
+from integrations.fake_erp.server import FakeErp
+from tradeflow.db import Database
+from tradeflow.integrations import service
+from tradeflow.integrations.models import ConnectorInstance
+from tradeflow.kit.keyring import Keyring
+
+FAST = {
+    "delivery_poll_seconds": 0.1,
+    "webhooks_timeout_seconds": 3.0,
+    "delivery_lease_seconds": 10.0,
+    "delivery_shutdown_seconds": 3.0,
+    "webhooks_retry_schedule": [0, 0, 0, 0, 0, 0, 0, 0],
+    "handler_retry_schedule": [0, 0, 0, 0, 0],
+    "delivery_retry_jitter": 0.0,
+    "breaker_failure_threshold": 1000,
+    "scheduler_enabled": False,
+}
+
+
+async def make_tenant(db: Database) -> uuid.UUID:
+    tenant_id = uuid.uuid4()
+    async with db.system_session() as s:
+        await s.execute(
+            text("INSERT INTO tenants (id, name, slug) VALUES (:id, :name, :slug)"),
+            {"id": tenant_id, "name": "Seller", "slug": f"t-{tenant_id.hex[:12]}"},
+        )
+        await s.commit()
+    return tenant_id
+
+
+def erp_config(erp: FakeErp, **extra: Any) -> dict[str, Any]:
+    return {
+        "base_url": f"{erp.base_url}/api/v1",
+        "auth": "bearer",
+        "token": erp.token,
+        "timeout_seconds": 1.0,
+        **extra,
+    }
+
+
+async def make_connector(
+    db: Database,
+    tenant_id: uuid.UUID,
+    keyring: Keyring,
+    *,
+    kind: str,
+    config: dict[str, Any],
+    name: str | None = None,
+) -> ConnectorInstance:
+    async with db.tenant_session(tenant_id) as s:
+        instance = await service.create_instance(
+            s,
+            tenant_id,
+            keyring=keyring,
+            kind=kind,
+            name=name or f"{kind}-{uuid.uuid4().hex[:6]}",
+            config=config,
+        )
+        await s.commit()
+    return instance
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.05
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")

@@ -1,0 +1,118 @@
+"""The per-field ownership policy, without a remote: ours, theirs, shared (three-way)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tradeflow.integrations.merge import plan_merge
+from tradeflow.integrations.plugins import Ownership
+
+
+def owner(policy: dict[str, Ownership]) -> Any:
+    return lambda name: policy.get(name, "shared")
+
+
+BASE = {"total": "10.00", "notes": "", "status": "issued"}
+
+
+def test_nothing_changed_writes_nothing() -> None:
+    plan = plan_merge(ours=BASE, theirs=BASE, last_ours=BASE, last_theirs=BASE, ownership=owner({}))
+    assert plan.writes == {}
+    assert plan.clean
+
+
+def test_only_we_changed_a_shared_field_writes_it() -> None:
+    ours = {**BASE, "status": "paid"}
+    plan = plan_merge(ours=ours, theirs=BASE, last_ours=BASE, last_theirs=BASE, ownership=owner({}))
+    assert plan.writes == {"status": "paid"}
+
+
+def test_only_they_changed_a_shared_field_keeps_theirs() -> None:
+    theirs = {**BASE, "notes": "call before delivery"}
+    plan = plan_merge(
+        ours=BASE, theirs=theirs, last_ours=BASE, last_theirs=BASE, ownership=owner({})
+    )
+    assert plan.writes == {}
+    assert plan.kept_theirs == ["notes"]
+
+
+def test_both_changed_a_shared_field_is_a_conflict_and_nothing_is_written() -> None:
+    ours = {**BASE, "status": "paid"}
+    theirs = {**BASE, "status": "disputed"}
+    plan = plan_merge(
+        ours=ours, theirs=theirs, last_ours=BASE, last_theirs=BASE, ownership=owner({})
+    )
+    assert plan.writes == {}
+    [conflict] = plan.conflicts
+    assert (conflict.field, conflict.base, conflict.ours, conflict.theirs) == (
+        "status",
+        "issued",
+        "paid",
+        "disputed",
+    )
+
+
+def test_both_changed_to_the_same_value_is_no_conflict() -> None:
+    both = {**BASE, "status": "paid"}
+    plan = plan_merge(ours=both, theirs=both, last_ours=BASE, last_theirs=BASE, ownership=owner({}))
+    assert plan.clean
+    assert plan.writes == {}
+
+
+def test_an_owned_field_is_written_back_even_after_their_edit() -> None:
+    theirs = {**BASE, "total": "9.00"}
+    plan = plan_merge(
+        ours=BASE,
+        theirs=theirs,
+        last_ours=BASE,
+        last_theirs=BASE,
+        ownership=owner({"total": "ours"}),
+    )
+    assert plan.writes == {"total": "10.00"}
+
+
+def test_a_field_they_own_is_never_written_after_creation() -> None:
+    ours = {**BASE, "notes": "ours"}
+    theirs = {**BASE, "notes": "theirs"}
+    plan = plan_merge(
+        ours=ours,
+        theirs=theirs,
+        last_ours=BASE,
+        last_theirs=BASE,
+        ownership=owner({"notes": "theirs"}),
+    )
+    assert plan.writes == {}
+    assert plan.clean
+
+
+def test_fields_held_by_an_open_conflict_are_left_alone() -> None:
+    ours = {**BASE, "status": "paid", "total": "11.00"}
+    theirs = {**BASE, "status": "disputed"}
+    plan = plan_merge(
+        ours=ours,
+        theirs=theirs,
+        last_ours=BASE,
+        last_theirs=BASE,
+        ownership=owner({}),
+        held=frozenset({"status"}),
+    )
+    assert plan.writes == {"total": "11.00"}
+    assert plan.clean
+
+
+@pytest.mark.parametrize(
+    ("policy", "written"), [("ours", True), ("theirs", False), ("shared", False)]
+)
+def test_a_field_they_removed(policy: Ownership, written: bool) -> None:
+    # They dropped a field we had sent: ours restores it; theirs and shared respect the removal.
+    plan = plan_merge(
+        ours={"x": 1},
+        theirs={},
+        last_ours={"x": 1},
+        last_theirs={"x": 1},
+        ownership=owner({"x": policy}),
+    )
+    assert ("x" in plan.writes) is written
+    assert plan.clean

@@ -16,4 +16,12 @@ def install_routers(app: FastAPI, settings: Settings) -> None:
     from tradeflow.ledger.endpoints import router as ledger_router
 
     v1.include_router(ledger_router)
+    from tradeflow.events.endpoints import router as events_router
+    from tradeflow.webhooks.endpoints import router as webhooks_router
+
+    v1.include_router(events_router)
+    v1.include_router(webhooks_router)
+    from tradeflow.orders.endpoints import router as orders_router
+
+    v1.include_router(orders_router)
     app.include_router(v1)

@@ -21,7 +21,4 @@ def install_routers(app: FastAPI, settings: Settings) -> None:
 
     v1.include_router(events_router)
     v1.include_router(webhooks_router)
-    from tradeflow.orders.endpoints import router as orders_router
-
-    v1.include_router(orders_router)
     app.include_router(v1)

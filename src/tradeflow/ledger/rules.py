@@ -66,6 +66,7 @@ class PaymentFacts(_Facts):
     amount_minor: int = Field(ge=0)
     currency: Currency
     fee_minor: int | None = Field(default=None, ge=0)
+    processor: str | None = None
     method: str | None = None
 
 
@@ -77,6 +78,7 @@ class RefundFacts(_Facts):
     customer_id: uuid.UUID | None = None
     amount_minor: int = Field(ge=0)
     currency: Currency
+    processor: str | None = None
     method: str | None = None
 
 
@@ -94,12 +96,10 @@ def _refs(**ids: object) -> dict[str, str]:
     return {k: str(v) for k, v in ids.items() if v is not None}
 
 
-def _settlement(method: str | None) -> str:
-    return (
-        chart.CASH
-        if method is not None and method in DIRECT_METHODS
-        else (chart.PROCESSOR_CLEARING)
-    )
+def _settlement(facts: PaymentFacts | RefundFacts) -> str:
+    """Cash when the money moved outside a card processor, else the processor's clearing."""
+    direct = {facts.method, facts.processor} & DIRECT_METHODS
+    return chart.CASH if direct else chart.PROCESSOR_CLEARING
 
 
 def invoice_issued(facts: InvoiceFacts) -> Draft | None:
@@ -140,7 +140,7 @@ def payment_captured(facts: PaymentFacts, *, customer_id: uuid.UUID | None) -> D
     if facts.amount_minor == 0:
         return None
     fee = facts.fee_minor or 0
-    settle = _settlement(facts.method)
+    settle = _settlement(facts)
     lines: list[DraftLine] = []
     net = facts.amount_minor - fee
     if net > 0:
@@ -169,7 +169,7 @@ def refund_succeeded(facts: RefundFacts, *, customer_id: uuid.UUID | None) -> Dr
     """Dr refunds / Cr clearing (or cash). Tax on refunds is not split out (docs/ledger.md)."""
     if facts.amount_minor == 0:
         return None
-    settle = _settlement(facts.method)
+    settle = _settlement(facts)
     return Draft(
         currency=facts.currency,
         description=f"Refund of payment {facts.payment_id}",

@@ -27,8 +27,22 @@ from tradeflow.db import Database
 from tradeflow.errors import ProblemError
 from tradeflow.identity.principal import BuyerRole, Role
 
-out = Console()
-err = Console(stderr=True)
+
+def _console(*, stderr: bool = False) -> Console:
+    # Built per call so the terminal width (or COLUMNS) is read when printing.
+    return Console(stderr=stderr)
+
+
+class _Lazy:
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+
+    def print(self, *objects: Any, **kw: Any) -> None:
+        _console(stderr=self.stderr).print(*objects, **kw)
+
+
+out = _Lazy(stderr=False)
+err = _Lazy(stderr=True)
 T = TypeVar("T")
 
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant id or slug.")]
@@ -385,7 +399,7 @@ def keys_rotate(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=out,
+        console=_console(),
     ) as progress:
         tasks: dict[str, Any] = {}
 

@@ -18,7 +18,9 @@ from tradeflow.orders.rendering import (
 )
 
 
-def document(customer_name: str = "Åcme Größhandel Ελλάς ООО", line_name: str = "Widget") -> InvoiceDocument:
+def document(
+    customer_name: str = "Åcme Größhandel Ελλάς ООО", line_name: str = "Widget"
+) -> InvoiceDocument:
     order_id = uuid.uuid4()
     invoice = Invoice(
         id=uuid.uuid4(),

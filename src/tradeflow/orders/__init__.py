@@ -1,1 +1,1 @@
-"""Orders: idempotent order placement, pricing snapshots, tax, approval, the order state machine, invoices."""
+"""Orders: idempotent placement, pricing snapshots, tax, approval, states, invoices."""

@@ -7,13 +7,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from tradeflow.kit.text import Description, clean_line, clean_text
 from tradeflow.orders.totals import MAX_LINES, MAX_QUANTITY
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 SkuCode = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Text200 = Annotated[str, StringConstraints(max_length=200)]
+Reference = Annotated[str, StringConstraints(max_length=100), AfterValidator(clean_line)]
+Reason = Annotated[str, StringConstraints(max_length=1000), AfterValidator(clean_text)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(clean_line)]
 TaxCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
 
 
@@ -35,19 +38,19 @@ class OrderCreate(Strict):
     customer_id: uuid.UUID = Field(description="The customer company ordering.")
     currency: Currency = Field(description="ISO 4217; must be the customer's currency.")
     lines: list[OrderLineIn] = Field(min_length=1, max_length=MAX_LINES)
-    reference: Text200 | None = Field(default=None, description="The buyer's PO number.")
-    notes: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    reference: Reference | None = Field(default=None, description="The buyer's PO number.")
+    notes: Description | None = None
 
 
 class OrderPatch(Strict):
     """Fields a client may change after placing; send only what changes."""
 
-    reference: Text200 | None = None
-    notes: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    reference: Reference | None = None
+    notes: Description | None = None
 
 
 class DecisionIn(Strict):
-    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    reason: Reason | None = None
 
 
 class PriceRuleOut(BaseModel):
@@ -121,7 +124,7 @@ class OrderSummaryOut(BaseModel):
 
 class TaxRateIn(Strict):
     code: TaxCode
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
     rate: Decimal = Field(
         ge=0, le=100, max_digits=7, decimal_places=4, description='Percent, e.g. "20".'
     )
@@ -129,7 +132,7 @@ class TaxRateIn(Strict):
 
 
 class TaxRatePatch(Strict):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    name: Name | None = None
     is_default: bool | None = None
     active: bool | None = None
 

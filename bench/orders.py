@@ -1,0 +1,420 @@
+"""Orders benchmark (issue 4 §9), run on demand — not part of CI.
+
+    .venv/bin/python bench/orders.py [--seconds 30] [--connections 32] [--api-workers 2]
+
+1. Starts an embedded PostgreSQL (or uses TRADEFLOW_DATABASE_URL's server), creates a fresh
+   database, migrates it, and seeds a tenant, an API key, a customer, 3 priced SKUs and a
+   default tax rate through the contexts' own services.
+2. Runs `tradeflow api --workers N` against it.
+3. `POST /v1/orders` with a fresh Idempotency-Key and a 3-line order from C concurrent
+   keep-alive connections for S seconds: throughput, p50, p99, errors.
+4. The replay of stored keys (same key, same body) for S/3 seconds: p50, p99.
+5. pgbench on the same database, C clients, S seconds, running the equivalent transaction
+   (idempotency row + order + 3 lines + outbox event with its stream counter): the ceiling.
+
+The load generator is a minimal HTTP/1.1 keep-alive client on asyncio streams rather than
+httpx: on a 2-core machine the generator shares the CPU with the API and PostgreSQL, and a
+full-featured client would cost more CPU than the server it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+GOALS = {"orders_per_s": 1500, "p99_ms": 50.0, "ratio": 0.15, "replay_p99_ms": 20.0}
+
+
+# -- database ---------------------------------------------------------------------------------
+def start_server(home: Path) -> tuple[str, Any]:
+    external = os.environ.get("TRADEFLOW_DATABASE_URL")
+    if external:
+        return external, None
+    import pgserver
+
+    server = pgserver.get_server(home / "pgdata", cleanup_mode="stop")
+    return server.get_uri(), server
+
+
+def conninfo(url: str) -> dict[str, Any]:
+    u = make_url(url)
+    host = u.query.get("host") if u.query else None
+    return {
+        "dbname": u.database or "postgres",
+        "user": u.username,
+        "password": u.password,
+        "host": host if isinstance(host, str) else u.host,
+        "port": u.port,
+    }
+
+
+def create_database(server_url: str) -> str:
+    name = f"tfbench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(**conninfo(server_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(**conninfo(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def seed(url: str, home: Path) -> dict[str, Any]:
+    """A tenant, an API key with every scope, a customer, 3 SKUs on a base price list, a tax
+    rate — all through the contexts' services, as the application would create them."""
+    from tradeflow.catalog import prices, products
+    from tradeflow.catalog.schemas import PriceListIn, ProductIn
+    from tradeflow.config import load_settings
+    from tradeflow.customers import service as customers
+    from tradeflow.customers.schemas import CustomerIn
+    from tradeflow.db import Database
+    from tradeflow.identity import service as identity
+    from tradeflow.identity.principal import ALL_SCOPES
+    from tradeflow.identity.repository import IdentityRepository
+    from tradeflow.orders import taxes
+    from tradeflow.orders.schemas import TaxRateIn
+
+    settings = load_settings(database_url=url, home=home)
+    db = Database.from_settings(settings, url)
+    try:
+        async with db.system_session() as s:
+            tenant = await identity.create_tenant(s, name="Bench seller", slug="bench")
+            key = await identity.create_api_key(
+                IdentityRepository(s, tenant.id), name="bench", scopes=ALL_SCOPES, actor=None
+            )
+            await s.commit()
+        async with db.tenant_session(tenant.id) as s:
+            customer = await customers.create_customer(
+                s,
+                tenant.id,
+                CustomerIn(name="Bench Buyer Ltd", currency="EUR", payment_terms_days=30),
+            )
+            skus = []
+            for i in range(3):
+                code = f"BENCH-{i + 1}"
+                await products.create_product(
+                    s,
+                    tenant.id,
+                    ProductIn.model_validate(
+                        {
+                            "name": f"Bench product {i + 1}",
+                            "skus": [{"code": code, "name": code, "unit": "pc"}],
+                        }
+                    ),
+                )
+                skus.append(code)
+            await prices.create_price_list(
+                s,
+                tenant.id,
+                PriceListIn.model_validate(
+                    {
+                        "name": "Base EUR",
+                        "currency": "EUR",
+                        "entries": [
+                            {"sku": code, "unit_price_minor": 1000 + 250 * i}
+                            for i, code in enumerate(skus)
+                        ],
+                    }
+                ),
+            )
+            await taxes.create_tax_rate(
+                s,
+                tenant.id,
+                TaxRateIn(code="STD", name="Standard", rate=Decimal(20), is_default=True),
+            )
+            await s.commit()
+        return {
+            "tenant_id": str(tenant.id),
+            "token": key.token,
+            "customer_id": str(customer.id),
+            "skus": skus,
+        }
+    finally:
+        await db.dispose()
+
+
+# -- the API process --------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_api(url: str, home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TRADEFLOW_DATABASE_URL": url,
+        "TRADEFLOW_HOME": str(home),
+        "TRADEFLOW_RATELIMIT_ENABLED": "false",
+        "TRADEFLOW_LOG_LEVEL": "warning",
+        "TRADEFLOW_DB_POOL_SIZE": "20",
+    }
+    exe = Path(sys.executable).parent / "tradeflow"
+    cmd = [str(exe), "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+
+async def wait_ready(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, _ = await one_request(port, "GET", "/healthz", None, {})
+            if status == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit("the API did not become ready")
+
+
+# -- a minimal keep-alive HTTP/1.1 client -----------------------------------------------------
+class Conn:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        if body is not None:
+            head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        chunked = False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value:
+                chunked = True
+        if chunked:
+            data = b""
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+            return status, data
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def one_request(
+    port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]
+) -> tuple[int, bytes]:
+    conn = Conn(port)
+    try:
+        return await conn.request(method, path, body, headers)
+    finally:
+        conn.close()
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    def add(self, status: int, seconds: float) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.latencies.append(seconds)
+
+    def ok(self, expected: int) -> int:
+        return self.statuses.get(expected, 0)
+
+    def pct(self, p: float) -> float:
+        """Nearest-rank percentile, in milliseconds."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+async def load(port: int, connections: int, seconds: float, make: Any, warmup: float = 2.0) -> Run:
+    """Each connection sends `make(i)` requests back to back; latencies after warm-up count."""
+    run = Run()
+    start = time.monotonic()
+    measure_from = start + warmup
+    stop_at = measure_from + seconds
+
+    async def worker(n: int) -> None:
+        conn = Conn(port)
+        i = 0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= stop_at:
+                    return
+                method, path, body, headers = make(n, i)
+                t0 = time.monotonic()
+                status, _ = await conn.request(method, path, body, headers)
+                t1 = time.monotonic()
+                if t0 >= measure_from and t1 <= stop_at:
+                    run.add(status, t1 - t0)
+                i += 1
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(worker(n) for n in range(connections)))
+    run.elapsed = seconds
+    return run
+
+
+# -- pgbench: the database's ceiling for the same transaction --------------------------------
+PGBENCH_SCRIPT = Path(__file__).with_name("orders_pgbench.sql")
+
+
+def pgbench(url: str, tenant: str, customer: str, clients: int, seconds: int) -> dict[str, float]:
+    import pgserver
+
+    binary = shutil.which("pgbench") or str(
+        Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+    )
+    info = conninfo(url)
+    script = str(PGBENCH_SCRIPT)
+    cmd = [
+        binary, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
+        "-f", script, "-D", f"tenant={tenant}", "-D", f"customer={customer}",
+        "-h", str(info["host"]), "-U", str(info["user"]), "-d", str(info["dbname"]),
+    ]  # fmt: skip
+    if info["port"]:
+        cmd += ["-p", str(info["port"])]
+    env = {**os.environ}
+    if info["password"]:
+        env["PGPASSWORD"] = str(info["password"])
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"pgbench failed:\n{out.stderr}")
+    tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
+    lat = float(re.search(r"latency average = ([\d.]+) ms", out.stdout).group(1))  # type: ignore[union-attr]
+    return {"tps": tps, "latency_avg_ms": lat}
+
+
+# -- main -------------------------------------------------------------------------------------
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
+    server_url, server = start_server(home)
+    url = create_database(server_url)
+    api: subprocess.Popen[bytes] | None = None
+    try:
+        from tradeflow.migrations import upgrade
+
+        upgrade(url)
+        seeded = await seed(url, home)
+        port = free_port()
+        api = start_api(url, home, port, args.api_workers)
+        await wait_ready(port)
+        auth = {"Authorization": f"Bearer {seeded['token']}"}
+        body = json.dumps(
+            {
+                "customer_id": seeded["customer_id"],
+                "currency": "EUR",
+                "lines": [
+                    {"sku": seeded["skus"][0], "quantity": 2},
+                    {"sku": seeded["skus"][1], "quantity": 1},
+                    {"sku": seeded["skus"][2], "quantity": 2},
+                ],
+            }
+        ).encode()
+        run_id = uuid.uuid4().hex[:8]
+
+        def fresh(n: int, i: int) -> tuple[str, str, bytes, dict[str, str]]:
+            return "POST", "/v1/orders", body, {**auth, "Idempotency-Key": f"{run_id}-{n}-{i}"}
+
+        created = await load(port, args.connections, args.seconds, fresh)
+
+        # Replay: every connection re-sends one of the keys it stored above.
+        def replay(n: int, i: int) -> tuple[str, str, bytes, dict[str, str]]:
+            return "POST", "/v1/orders", body, {**auth, "Idempotency-Key": f"{run_id}-{n}-{i % 50}"}
+
+        replayed = await load(port, args.connections, max(5, args.seconds / 3), replay, warmup=1)
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=30)
+        api = None
+        ceiling = pgbench(
+            url, seeded["tenant_id"], seeded["customer_id"], args.connections, int(args.seconds)
+        )
+        orders_per_s = created.ok(201) / created.elapsed
+        return {
+            "orders_per_s": round(orders_per_s, 1),
+            "p50_ms": round(created.pct(50), 2),
+            "p99_ms": round(created.pct(99), 2),
+            "statuses": created.statuses,
+            "replay_per_s": round(replayed.ok(201) / replayed.elapsed, 1),
+            "replay_p50_ms": round(replayed.pct(50), 2),
+            "replay_p99_ms": round(replayed.pct(99), 2),
+            "replay_statuses": replayed.statuses,
+            "pgbench_tps": round(ceiling["tps"], 1),
+            "pgbench_latency_avg_ms": round(ceiling["latency_avg_ms"], 2),
+            "ratio_to_pgbench": round(orders_per_s / ceiling["tps"], 3),
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "api_workers": args.api_workers,
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        if api is not None:
+            os.killpg(api.pid, signal.SIGTERM)
+            api.wait(timeout=30)
+        drop_database(server_url, url)
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--api-workers", type=int, default=2)
+    args = parser.parse_args()
+    result = asyncio.run(bench(args))
+    print(json.dumps(result, indent=2))
+    checks = {
+        "orders/s ≥ 1,500": result["orders_per_s"] >= GOALS["orders_per_s"],
+        "p99 ≤ 50 ms": result["p99_ms"] <= GOALS["p99_ms"],
+        "ratio to pgbench ≥ 0.15": result["ratio_to_pgbench"] >= GOALS["ratio"],
+        "replay p99 ≤ 20 ms": result["replay_p99_ms"] <= GOALS["replay_p99_ms"],
+    }
+    for name, ok in checks.items():
+        print(f"{'met ' if ok else 'MISS'}  {name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -163,9 +163,10 @@ def migrate_cmd() -> None:
 
 
 def _register_subcommands() -> None:
-    from tradeflow import cli_admin
+    from tradeflow import cli_admin, cli_events
 
     cli_admin.register(app)
+    cli_events.register(app)
 
 
 def main() -> None:

@@ -287,3 +287,102 @@ async def list_jobs(session: AsyncSession) -> list[ScheduledJobRow]:
     """Scheduled jobs are cluster-wide, not tenant data."""
     rows = await session.execute(select(ScheduledJobRow).order_by(ScheduledJobRow.name))
     return list(rows.scalars())
+
+
+# -- cross-tenant views for operators (CLI, system sessions only) ----------------------------------
+
+
+async def tenant_of_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> uuid.UUID | None:
+    return (
+        await session.execute(select(Delivery.tenant_id).where(Delivery.id == delivery_id))
+    ).scalar_one_or_none()
+
+
+async def tenant_of_subscriber(session: AsyncSession, subscriber_id: uuid.UUID) -> uuid.UUID | None:
+    return (
+        await session.execute(select(Subscriber.tenant_id).where(Subscriber.id == subscriber_id))
+    ).scalar_one_or_none()
+
+
+async def recent_deliveries(
+    session: AsyncSession, f: DeliveryFilter, *, tenant_id: uuid.UUID | None, limit: int
+) -> list[tuple[Delivery, str, str]]:
+    """Newest deliveries with their subscriber's kind and name, across tenants unless given."""
+    stmt = (
+        select(Delivery, Subscriber.kind, Subscriber.name)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(Delivery.tenant_id == tenant_id)
+    for column, value in (
+        (Delivery.subscriber_id, f.subscriber_id),
+        (Delivery.status, f.status),
+        (Delivery.event_type, f.event_type),
+        (Delivery.event_id, f.event_id),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if f.since is not None:
+        stmt = stmt.where(Delivery.created_at >= f.since)
+    rows = await session.execute(stmt)
+    return [(d, kind, name) for d, kind, name in rows.all()]
+
+
+async def recent_events(
+    session: AsyncSession, *, tenant_id: uuid.UUID | None, type: str | None, limit: int
+) -> list[EventRow]:
+    stmt = select(EventRow).order_by(EventRow.id.desc()).limit(limit)
+    if tenant_id is not None:
+        stmt = stmt.where(EventRow.tenant_id == tenant_id)
+    if type:
+        stmt = stmt.where(EventRow.type == type)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def all_subscribers(
+    session: AsyncSession, *, tenant_id: uuid.UUID | None
+) -> list[tuple[Subscriber, dict[str, int]]]:
+    stmt = select(Subscriber).order_by(Subscriber.kind, Subscriber.name)
+    if tenant_id is not None:
+        stmt = stmt.where(Subscriber.tenant_id == tenant_id)
+    subs = list((await session.execute(stmt)).scalars())
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    if subs:
+        rows = await session.execute(
+            select(Delivery.subscriber_id, Delivery.status, func.count())
+            .where(Delivery.subscriber_id.in_([s.id for s in subs]))
+            .group_by(Delivery.subscriber_id, Delivery.status)
+        )
+        for sid, status, n in rows.all():
+            counts.setdefault(sid, {})[status] = n
+    return [(s, counts.get(s.id, {})) for s in subs]
+
+
+async def dead_letter_ids(
+    session: AsyncSession, f: DeliveryFilter, *, tenant_id: uuid.UUID | None
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(delivery id, tenant id) of matching dead letters, oldest first."""
+    stmt = select(Delivery.id, Delivery.tenant_id).where(Delivery.status == "dead")
+    if tenant_id is not None:
+        stmt = stmt.where(Delivery.tenant_id == tenant_id)
+    if f.subscriber_id is not None:
+        stmt = stmt.where(Delivery.subscriber_id == f.subscriber_id)
+    if f.event_type is not None:
+        stmt = stmt.where(Delivery.event_type == f.event_type)
+    if f.since is not None:
+        stmt = stmt.where(Delivery.created_at >= f.since)
+    rows = await session.execute(stmt.order_by(Delivery.id))
+    return [(r[0], r[1]) for r in rows.all()]
+
+
+async def request_job_run(session: AsyncSession, name: str) -> bool:
+    """Make a scheduled job due now (it runs at the next scheduler pass, once)."""
+    result = await session.execute(
+        update(ScheduledJobRow)
+        .where(ScheduledJobRow.name == name)
+        .values(next_run_at=func.now())
+        .returning(ScheduledJobRow.name)
+    )
+    return result.first() is not None

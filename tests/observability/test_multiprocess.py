@@ -4,6 +4,7 @@ JSON lines, console traces are printed, and SIGTERM stops everything."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -81,6 +82,25 @@ class ApiProcess:
         return f"stderr:\n{self.stderr.read_text()[-4000:]}"
 
 
+def kill_everything_under(proc: subprocess.Popen[bytes], home: Path) -> None:
+    """Kill the process and anything it started, even children it orphaned, found by the
+    unique home folder in their environment (SIGKILL on a uvicorn parent orphans workers)."""
+    doomed = []
+    for candidate in psutil.process_iter():
+        try:
+            if candidate.environ().get("TRADEFLOW_HOME") == str(home):
+                doomed.append(candidate)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    for process in doomed:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    psutil.wait_procs(doomed, timeout=10)
+
+
 def await_http_ok(api: ApiProcess, path: str, deadline: float) -> None:
     while time.monotonic() < deadline:
         assert api.proc.poll() is None, f"exited with {api.proc.returncode}\n{api.diagnostics()}"
@@ -118,9 +138,7 @@ def api_two_workers(database_url: str) -> Iterator[ApiProcess]:
             await_http_ok(api, "/readyz", time.monotonic() + START_TIMEOUT)
             yield api
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+            kill_everything_under(proc, home)
 
 
 def per_worker_counts(metrics_dir: Path, route: str) -> dict[int, float]:
@@ -202,7 +220,8 @@ def test_metrics_aggregate_over_workers_and_shutdown_is_clean(api_two_workers: A
         assert request_total(exposition, "/healthz") == sent
         assert "tradeflow_http_request_duration_seconds_bucket" in exposition
         connections = sample_value(exposition, "tradeflow_db_pool_connections")
-        assert connections is not None and connections >= 1, exposition
+        assert connections is not None, exposition
+        assert connections >= 1, exposition
         assert sample_value(exposition, "tradeflow_db_pool_checked_out") is not None
 
     traced = fresh_get(api.base_url + "/openapi.json")

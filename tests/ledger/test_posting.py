@@ -313,3 +313,13 @@ async def test_statement_running_balance_across_pages(books: Database, tenant: u
     assert [i.balance_minor for i in second.items] == [6_000]
     assert second.closing_balance_minor == 6_000
     assert second.next_cursor is None
+
+
+async def test_demo_seeds_the_chart(books: Database, tenant: uuid.UUID) -> None:
+    from tradeflow.ledger import demo
+
+    assert await demo.seed(books, None, None, {"tenant_id": str(tenant)}) == {}  # type: ignore[arg-type]
+    again = await demo.seed(books, None, None, {"tenant_id": str(tenant)})  # type: ignore[arg-type]
+    assert again == {}
+    found = await rows(books, "SELECT code FROM ledger_accounts WHERE tenant_id = :t", t=tenant)
+    assert sorted(r.code for r in found) == ["1000", "1050", "1100", "2100", "4000", "4100", "6100"]

@@ -421,3 +421,17 @@ async def test_tenant_session_is_confined_by_rls(
     # The probe selects users without any filter: RLS alone keeps tenant B out.
     r = await client.get("/_probe/who", headers=bearer(token))
     assert r.json() == {"emails": ["a@example.com"]}
+
+
+async def test_enabling_a_user_lifts_a_lockout(client: AsyncClient, rolled_back: Database) -> None:
+    tenant = await make_tenant(rolled_back)
+    owner = await make_user(rolled_back, tenant, role="owner")
+    staff = await make_user(rolled_back, tenant, role="sales")
+    token = await access_token(client, owner)
+    for _ in range(5):
+        await client.post("/v1/auth/login", json={"email": staff.email, "password": "w" * 14})
+    assert_problem(await login(client, staff), 401, "invalid-credentials")
+    r = await client.patch(f"/v1/users/{staff.id}", headers=bearer(token), json={"active": True})
+    assert r.status_code == 200
+    assert r.json()["locked_until"] is None
+    assert (await login(client, staff)).status_code == 200

@@ -190,20 +190,21 @@ async def update_user(
         await record(
             repo, Kind.ROLE_CHANGED, user_id=user.id, actor=actor, ip=ip, old=old, new=role
         )
-    if active is not None and active != user.active:
-        if not active:
-            _check_may_touch_owner(actor, user.role)
-            if user.role == Role.OWNER.value:
-                await _keep_an_owner(repo)
-            user.active = False
-            # A disabled user is signed out everywhere at once, not when tokens expire.
-            await repo.revoke_user_sessions(user.id, reason="user_disabled")
-            await record(repo, Kind.USER_DISABLED, user_id=user.id, actor=actor, ip=ip)
-        else:
-            user.active = True
-            user.failed_logins = 0
-            user.locked_until = None
+    if active is False and user.active:
+        _check_may_touch_owner(actor, user.role)
+        if user.role == Role.OWNER.value:
+            await _keep_an_owner(repo)
+        user.active = False
+        # A disabled user is signed out everywhere at once, not when tokens expire.
+        await repo.revoke_user_sessions(user.id, reason="user_disabled")
+        await record(repo, Kind.USER_DISABLED, user_id=user.id, actor=actor, ip=ip)
+    elif active is True:
+        if not user.active:
             await record(repo, Kind.USER_ENABLED, user_id=user.id, actor=actor, ip=ip)
+        # Enabling also lifts a lockout: the operator's way to let someone in early.
+        user.active = True
+        user.failed_logins = 0
+        user.locked_until = None
     if display_name is not None:
         user.display_name = display_name
     user.updated_at = utcnow()

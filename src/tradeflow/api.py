@@ -21,4 +21,7 @@ def install_routers(app: FastAPI, settings: Settings) -> None:
 
     v1.include_router(events_router)
     v1.include_router(webhooks_router)
+    from tradeflow.integrations.endpoints import router as integrations_router
+
+    v1.include_router(integrations_router)
     app.include_router(v1)

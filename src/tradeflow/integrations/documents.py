@@ -59,8 +59,9 @@ async def invoice_document(session: AsyncSession, invoice_id: uuid.UUID) -> dict
 
 
 def payment_document(payload: dict[str, Any], *, occurred_at: str) -> dict[str, Any]:
+    """One document per payment; partial captures update its amount (the running total)."""
     currency = str(payload["currency"])
-    amount = int(payload["amount_minor"])
+    amount = int(payload.get("amount_captured_total_minor") or payload["amount_minor"])
     return {
         "id": str(payload["payment_id"]),
         "invoice_id": _opt(payload.get("invoice_id")),

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, PrimaryKeyConstraint, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -98,6 +98,7 @@ class ReconciliationRun(IdMixin, TenantMixin, Base):
     counts: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)  # kind → count
     checked: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)  # what was compared
     error: Mapped[str | None] = mapped_column(Text)
+    grace_seconds: Mapped[float] = mapped_column(default=0.0)
 
 
 class ReconciliationMismatch(IdMixin, TenantMixin, Base):
@@ -111,3 +112,21 @@ class ReconciliationMismatch(IdMixin, TenantMixin, Base):
     object_type: Mapped[str] = mapped_column(String(30))
     object_id: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class ProcessorSettlement(TenantMixin, Base):
+    """Per payment, the totals the processor reported (captured, refunded), from payment events.
+
+    Totals are cumulative in the events, so the row keeps the largest seen: a
+    duplicate or late event changes nothing.
+    """
+
+    __tablename__ = "processor_settlements"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "payment_id"),)
+
+    payment_id: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3))
+    captured_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_at: Mapped[datetime] = mapped_column()
+    last_at: Mapped[datetime] = mapped_column()

@@ -161,6 +161,14 @@ class DocumentConnector(ConnectorPlugin):
     def supports(self, object_type: ObjectType) -> bool:
         return CAPABILITY_OF[object_type] in self.capabilities
 
+    def reference_name(self) -> str:
+        """Their field that holds our id (searched before every create)."""
+        return self.reference_field
+
+    def remote_field(self, object_type: ObjectType, our_field: str) -> str | None:
+        """Their field that receives `our_field`, if it is mapped (reconciliation compares it)."""
+        return None
+
     @abc.abstractmethod
     def map_out(self, object_type: ObjectType, document: dict[str, Any]) -> dict[str, Any]:
         """Our canonical document → the remote's fields (the configured field mapping)."""

@@ -149,6 +149,11 @@ class IntegrationsRepository:
         found: ExternalRef | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return found
 
+    def refs_query(self, connector_id: uuid.UUID) -> Select[ExternalRef]:
+        return select(ExternalRef).where(
+            ExternalRef.tenant_id == self.tenant_id, ExternalRef.connector_id == connector_id
+        )
+
     async def refs_of(self, connector_id: uuid.UUID, object_type: str) -> Sequence[ExternalRef]:
         stmt = select(ExternalRef).where(
             ExternalRef.tenant_id == self.tenant_id,

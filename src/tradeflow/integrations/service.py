@@ -57,6 +57,10 @@ class ConflictAlreadyResolved(Conflict):
     slug, title = "sync-conflict-resolved", "Sync conflict already resolved"
 
 
+class ReconciliationNotFound(NotFound):
+    slug, title = "reconciliation-not-found", "Reconciliation not found"
+
+
 class InvalidResolution(UnprocessableEntity):
     slug, title = "invalid-resolution", "Invalid conflict resolution"
 

@@ -199,6 +199,15 @@ class RestErpConnector(DocumentConnector):
             theirs: document.get(ours) for theirs, ours in self.mapping(object_type).fields.items()
         }
 
+    def reference_name(self) -> str:
+        return self.config.reference_field
+
+    def remote_field(self, object_type: ObjectType, our_field: str) -> str | None:
+        for theirs, ours in self.mapping(object_type).fields.items():
+            if ours == our_field:
+                return theirs
+        return None
+
     def ownership(self, object_type: ObjectType, remote_field: str) -> Ownership:
         mapping = self.mapping(object_type)
         return mapping.ownership.get(remote_field, mapping.default_owner)

@@ -167,6 +167,9 @@ def _register_subcommands() -> None:
 
     cli_admin.register(app)
     cli_events.register(app)
+    from tradeflow import cli_integrations
+
+    cli_integrations.register(app)
 
 
 def main() -> None:

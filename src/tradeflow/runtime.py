@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import structlog
 import uvicorn
 
@@ -26,6 +28,9 @@ from tradeflow.observability.logging import configure_logging
 from tradeflow.observability.tracing import Tracing, configure_tracing
 
 log = structlog.get_logger(__name__)
+
+# pgserver's record of the processes holding the embedded server (pgserver 0.1.x).
+HANDLE_LIST = ".handle_pids.json"
 
 
 @dataclass
@@ -45,11 +50,32 @@ def open_database(settings: Settings) -> Iterator[DatabaseHandle]:
         handle = DatabaseHandle(settings.database_url, None)
     else:
         embedded = EmbeddedPostgres(settings.home)
+        forget_dead_handles(embedded.pgdata)
         handle = DatabaseHandle(embedded.start(), embedded)
     try:
         yield handle
     finally:
         handle.close()
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """Drop processes that died without letting go (kill -9) from pgserver's handle list.
+
+    pgserver stops the server when the last process holding it exits, judging by
+    a list of pids in the data folder; a pid left there by a killed process
+    would keep the server running forever after. Returns the pids dropped.
+    """
+    path = pgdata / HANDLE_LIST
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(pids, list):
+        return []
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+    return [pid for pid in pids if pid not in alive]
 
 
 def prepare_home(settings: Settings) -> Path:

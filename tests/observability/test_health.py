@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from httpx import AsyncClient
+from fastapi import APIRouter
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
+from tradeflow.app import create_app
+from tradeflow.config import Settings
 from tradeflow.db import Database
+from tradeflow.kit.keyring import Keyring
 
 
 async def test_healthz(client: AsyncClient) -> None:
@@ -88,3 +92,24 @@ async def test_metrics_label_plain_routes_and_unmatched_paths(client: AsyncClien
     assert 'route="/openapi.json"' in text
     assert "7f3a" not in text
     assert 'route="unmatched"' in text
+
+
+async def test_metrics_label_nested_routes_with_their_full_template(
+    settings: Settings, rolled_back: Database, keyring: Keyring
+) -> None:
+    app = create_app(settings, rolled_back, keyring=keyring)
+    outer, inner = APIRouter(prefix="/v9"), APIRouter(prefix="/things")
+
+    @inner.get("/{thing_id}/parts/{part}")
+    async def part(thing_id: int, part: str) -> dict[str, str]:
+        return {"part": part}
+
+    outer.include_router(inner)
+    app.include_router(outer)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/v9/things/42/parts/things")).status_code == 200
+        assert (await c.get("/v1/me")).status_code == 401  # a product route, nested twice
+        text = (await c.get("/metrics")).text
+    assert 'route="/v9/things/{thing_id}/parts/{part}"' in text
+    assert 'route="/v1/me",status="401"' in text
+    assert "/42/" not in text

@@ -43,6 +43,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _with_prefix(actual: str, route: Any, template: str) -> str:
+    """Complete a route's own template with the prefixes of the routers it is nested in.
+
+    Newer FastAPI releases keep each route's path relative to its router
+    (`/auth/login` under `/v1`), older ones the full path: when the route's
+    pattern does not match the whole request path, the literal part before
+    the matching suffix is the routers' prefix.
+    """
+    regex = getattr(route, "path_regex", None)
+    if actual == template or regex is None or regex.match(actual):
+        return template
+    for i in range(1, len(actual)):
+        if actual[i] == "/" and regex.match(actual[i:]):
+            return actual[:i] + template
+    return template
+
+
 def _route_template(scope: Scope) -> str:
     """The matched route's path template (`/v1/orders/{order_id}`), never the raw path.
 
@@ -52,7 +69,7 @@ def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if path:
-        return str(path)
+        return _with_prefix(scope.get("path", ""), route, str(path))
     # Plain Starlette routes (e.g. /openapi.json) leave only their endpoint in the scope.
     endpoint = scope.get("endpoint")
     app = scope.get("app")

@@ -138,8 +138,8 @@ async def test_a_racing_second_posting_waits_and_finds_the_first(committed: Data
             payload=payload,
             occurred_at=utcnow(),
         )
-        # The second posting passes the "already booked?" read (nothing committed yet) and
-        # blocks on the unique source key until the first transaction ends.
+        # The second posting sees nothing committed yet and blocks on the unique source key
+        # until the first transaction ends.
         second = asyncio.create_task(
             post(committed, tenant, "invoice.issued", payload, event_id=event_id)
         )

@@ -157,9 +157,8 @@ async def post_event(
     the first and dead-letters the second once its budget is spent.
     """
     repo = LedgerRepository(session, tenant_id)
-    existing = await repo.entry_by_source(event_id)
-    if existing is not None:
-        return PostingResult(entry_id=existing.id, created=False)
+    # No "already booked?" read first: duplicates are rare (the engine consumes each event
+    # once), and the insert below detects them anyway, one round trip cheaper.
     draft = await _draft(repo, event_type, payload)
     if draft is None:
         return PostingResult(entry_id=None, created=False, skipped_reason="nothing to book")

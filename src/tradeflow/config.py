@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     """Allow webhook and connector URLs on private or loopback addresses."""
     # Event delivery (docs/delivery.md). Retry delays are the waits after each failed
     # attempt, so the attempt budget is their count + 1 (Svix's schedule by default).
-    webhooks_retry_schedule: list[int] = Field(
+    webhooks_retry_schedule: list[float] = Field(
         default=[5, 300, 1800, 7200, 18000, 36000, 36000], min_length=0, max_length=30
     )
     """Seconds to wait after each failed webhook attempt (JSON list); attempts = length + 1."""
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     """Bytes of a subscriber's response kept for diagnosis."""
     webhooks_secret_overlap_seconds: int = Field(default=24 * 3600, ge=0)
     """How long the previous signing secret stays valid after rotation."""
-    handler_retry_schedule: list[int] = Field(
+    handler_retry_schedule: list[float] = Field(
         default=[1, 5, 30, 120, 600, 1800, 3600], min_length=0, max_length=30
     )
     """Seconds to wait after each failed internal event-handler attempt (JSON list)."""

@@ -231,7 +231,7 @@ async def release(session: AsyncSession, items: Sequence[Claimed]) -> None:
 # -- completion ---------------------------------------------------------------------------------
 
 
-def retry_delay(schedule: Sequence[int], attempt: int, *, jitter: float) -> float | None:
+def retry_delay(schedule: Sequence[float], attempt: int, *, jitter: float) -> float | None:
     """Seconds to wait after failed attempt number `attempt` (1-based); None when exhausted."""
     if attempt > len(schedule):
         return None
@@ -362,7 +362,7 @@ def _short(value: str | None, limit: int) -> str | None:
 
 async def _schedules(
     session: AsyncSession, completions: Sequence[Completion], settings: Settings
-) -> dict[uuid.UUID, list[int]]:
+) -> dict[uuid.UUID, list[float]]:
     tenants = list(
         {c.item.event.tenant_id for c in completions if c.item.subscriber_kind != "handler"}
     )
@@ -379,7 +379,7 @@ async def _schedules(
 
 
 def _verdict(
-    c: Completion, schedules: dict[uuid.UUID, list[int]], settings: Settings, now: datetime
+    c: Completion, schedules: dict[uuid.UUID, list[float]], settings: Settings, now: datetime
 ) -> _Verdict:
     r = c.result
     if r.ok:

@@ -22,7 +22,7 @@ from tradeflow.identity.schemas import problems
 from tradeflow.kit.idempotency import claim
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.orders import service, taxes
-from tradeflow.orders.errors import IfMatchRequired, InvoiceNotFound, StaleVersion
+from tradeflow.orders.errors import InvoiceNotFound
 from tradeflow.orders.rendering import InvoiceDocument, amount_due, render_html, render_pdf
 from tradeflow.orders.repository import OrdersRepository
 from tradeflow.orders.schemas import (
@@ -53,23 +53,6 @@ IfMatch = Annotated[
 ]
 OrderId = Annotated[uuid.UUID, Path(description="The order's id.")]
 InvoiceId = Annotated[uuid.UUID, Path(description="The invoice's id.")]
-
-
-def expected_version(if_match: str | None) -> int | None:
-    """The version `If-Match` names; None for `*` (any). 428 when absent, 412 when unreadable."""
-    if if_match is None or not if_match.strip():
-        raise IfMatchRequired(
-            "Send If-Match with the ETag from your last read of the order, so that a "
-            "concurrent change is not overwritten."
-        )
-    value = if_match.strip()
-    if value == "*":
-        return None
-    tags = [t.strip() for t in value.split(",")]
-    for tag in tags:
-        if tag.startswith('"') and tag.endswith('"') and tag[1:-1].isdigit():
-            return int(tag[1:-1])
-    raise StaleVersion(f"If-Match {value!r} names no version of this order.")
 
 
 def _with_etag(order: OrderOut) -> JSONResponse:
@@ -168,8 +151,7 @@ async def patch_order(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     """Change the order's `reference` or `notes`. Needs `If-Match`."""
-    expected = expected_version(if_match)
-    return _with_etag(await service.apply_patch(session, principal, order_id, expected, body))
+    return _with_etag(await service.apply_patch(session, principal, order_id, if_match, body))
 
 
 _ACTION_DOCS = {
@@ -194,13 +176,12 @@ def _transition_endpoint(
         if_match: IfMatch = None,
         body: Annotated[DecisionIn | None, Body()] = None,
     ) -> JSONResponse:
-        expected = expected_version(if_match)
         order = await service.transition(
             session,
             principal,
             order_id,
             action,
-            expected=expected,
+            if_match=if_match,
             reason=body.reason if body else None,
         )
         return _with_etag(order)

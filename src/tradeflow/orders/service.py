@@ -25,6 +25,7 @@ from tradeflow.kit.time import utcnow
 from tradeflow.orders import events as ev
 from tradeflow.orders.errors import (
     ApproverRequired,
+    IfMatchRequired,
     IllegalTransition,
     InvalidOrder,
     NotYourCustomer,
@@ -332,12 +333,30 @@ async def get_order(session: Any, principal: Principal, order_id: uuid.UUID) -> 
     return await order_out(repo, order)
 
 
+def expected_version(if_match: str | None) -> int | None:
+    """The version `If-Match` names; None for `*` (any). 428 when absent, 412 when unreadable."""
+    if if_match is None or not if_match.strip():
+        raise IfMatchRequired(
+            "Send If-Match with the ETag from your last read of the order, so that a "
+            "concurrent change is not overwritten."
+        )
+    value = if_match.strip()
+    if value == "*":
+        return None
+    for tag in (t.strip() for t in value.split(",")):
+        if tag.startswith('"') and tag.endswith('"') and tag[1:-1].isdigit():
+            return int(tag[1:-1])
+    raise StaleVersion(f"If-Match {value!r} names no version of this order.")
+
+
 async def _locked(
-    repo: OrdersRepository, principal: Principal, order_id: uuid.UUID, expected: int | None
+    repo: OrdersRepository, principal: Principal, order_id: uuid.UUID, if_match: str | None
 ) -> Order:
+    """The order, locked; 404 before anything else so no other tenant learns it exists."""
     order = await repo.order(order_id, for_update=True)
     if order is None or not _visible(principal, order):
         raise OrderNotFound(f"No order {order_id}.")
+    expected = expected_version(if_match)
     if expected is not None and order.version != expected:
         raise StaleVersion(
             f"The order is at version {order.version}, not {expected}; "
@@ -356,10 +375,14 @@ def etag(version: int) -> str:
 
 
 async def apply_patch(
-    session: Any, principal: Principal, order_id: uuid.UUID, expected: int | None, body: OrderPatch
+    session: Any,
+    principal: Principal,
+    order_id: uuid.UUID,
+    if_match: str | None,
+    body: OrderPatch,
 ) -> OrderOut:
     repo = OrdersRepository(session, principal.tenant_id)
-    order = await _locked(repo, principal, order_id, expected)
+    order = await _locked(repo, principal, order_id, if_match)
     changes = body.model_dump(exclude_unset=True)
     if changes:
         await repo.update_order(order, changes)
@@ -390,13 +413,13 @@ async def transition(
     order_id: uuid.UUID,
     action: str,
     *,
-    expected: int | None,
+    if_match: str | None,
     reason: str | None = None,
 ) -> OrderOut:
     """Run one client action (approve, reject, confirm, cancel, fulfil) on a locked order."""
     target = ACTIONS[action]
     repo = OrdersRepository(session, principal.tenant_id)
-    order = await _locked(repo, principal, order_id, expected)
+    order = await _locked(repo, principal, order_id, if_match)
     current = S(order.status)
     if not can_transition(current, target):
         allowed = allowed_actions(current)

@@ -150,11 +150,12 @@ async def run_job(settings: Settings, db: Database, owner: str, job: Job, tick: 
                 "UPDATE scheduled_jobs SET running_until = NULL, running_owner = NULL, "
                 "last_finished_at = now(), last_status = :status, last_error = :error, "
                 "last_duration_ms = :ms, "
-                "failure_count = failure_count + CASE WHEN :status = 'failed' THEN 1 ELSE 0 END "
+                "failure_count = failure_count + :failed "
                 "WHERE name = :name AND running_owner = :owner"
             ),
             {
                 "status": status,
+                "failed": int(status == "failed"),
                 "error": error,
                 "ms": (time.perf_counter() - t0) * 1000,
                 "name": job.name,

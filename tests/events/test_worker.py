@@ -1,0 +1,90 @@
+"""Worker lifecycle and metrics: graceful stop releases leases; gauges and counters move."""
+
+from __future__ import annotations
+
+import uuid
+
+from prometheus_client import REGISTRY
+
+from events.sink import Sink
+from events.support import eventually, running_worker, scalar
+from tradeflow.config import Settings
+from tradeflow.db import Database
+from tradeflow.events.worker import refresh_gauges
+from tradeflow.kit.keyring import Keyring
+from webhooks.support import make_endpoint, publish_widgets
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_stop_releases_in_flight_leases(
+    committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring
+) -> None:
+    sink = Sink(mode="slow", delay=1.5)
+    await sink.start()
+    try:
+        cfg = fast_settings.model_copy(update={"delivery_shutdown_seconds": 0.2})
+        endpoint, secret = await make_endpoint(committed, tenant, cfg, keyring, sink.url)
+        sink.secrets = [secret]
+        async with running_worker(cfg, committed, keyring):
+            await publish_widgets(committed, tenant, aggregates=3)
+            await eventually(
+                lambda: scalar(
+                    committed,
+                    "SELECT count(*) = 3 FROM deliveries WHERE subscriber_id = :e "
+                    "AND leased_until > now()",
+                    e=endpoint,
+                )
+            )
+        # Stopped mid-attempt: the leases were handed back, due now, not left to expire.
+        assert (
+            await scalar(
+                committed,
+                "SELECT count(*) FROM deliveries WHERE subscriber_id = :e "
+                "AND (leased_until IS NOT NULL OR status <> 'pending' OR next_attempt_at > now())",
+                e=endpoint,
+            )
+            == 0
+        )
+    finally:
+        await sink.stop()
+
+
+async def test_metrics_follow_deliveries(
+    committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring
+) -> None:
+    sink = Sink(mode="fail")
+    await sink.start()
+    try:
+        cfg = fast_settings.model_copy(update={"webhooks_retry_schedule": []})
+        endpoint, secret = await make_endpoint(committed, tenant, cfg, keyring, sink.url)
+        sink.secrets = [secret]
+        before_dead = _metric("tradeflow_dead_letters_total", kind="webhook")
+        before_fail = _metric("tradeflow_deliveries_total", kind="webhook", outcome="failure")
+        before_written = _metric("tradeflow_events_written_total", type="widget.created")
+        async with running_worker(cfg, committed, keyring):
+            await publish_widgets(committed, tenant, aggregates=2)
+            await eventually(
+                lambda: scalar(
+                    committed,
+                    "SELECT count(*) = 2 FROM deliveries WHERE subscriber_id = :e "
+                    "AND status = 'dead'",
+                    e=endpoint,
+                )
+            )
+        await refresh_gauges(committed)
+        assert _metric("tradeflow_dead_letters_total", kind="webhook") == before_dead + 2
+        assert (
+            _metric("tradeflow_deliveries_total", kind="webhook", outcome="failure")
+            == before_fail + 2
+        )
+        assert (
+            _metric("tradeflow_events_written_total", type="widget.created") >= before_written + 2
+        )
+        assert _metric("tradeflow_dead_letters_stored") >= 2
+        assert _metric("tradeflow_delivery_attempt_duration_seconds_count", kind="webhook") > 0
+        assert REGISTRY.get_sample_value("tradeflow_breakers", {"state": "closed"}) is not None
+    finally:
+        await sink.stop()

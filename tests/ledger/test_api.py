@@ -84,12 +84,20 @@ async def test_chart_is_seeded_and_extensible(client: AsyncClient, auth: dict[st
         ({"code": "9", "name": "x", "type": "income"}, "type"),
         ({"code": "9", "name": "x", "type": "asset", "colour": "red"}, "colour"),
         ({"code": "9", "name": "", "type": "asset"}, "name"),
+        ({"code": "9", "name": "   ", "type": "asset"}, "name"),
+        ({"code": "9", "name": "nul\u0000", "type": "asset"}, "name"),
+        # A lone surrogate is valid JSON (as an escape) but not encodable text.
+        ('{"code": "9", "name": "x", "type": "asset", "description": "\\ud800"}', "description"),
     ],
 )
 async def test_bad_account_input_names_the_field(
-    client: AsyncClient, auth: dict[str, str], body: dict[str, Any], field: str
+    client: AsyncClient, auth: dict[str, str], body: dict[str, Any] | str, field: str
 ) -> None:
-    r = await client.post("/v1/ledger/accounts", json=body, headers=auth)
+    if isinstance(body, str):
+        headers = {**auth, "Content-Type": "application/json"}
+        r = await client.post("/v1/ledger/accounts", content=body.encode(), headers=headers)
+    else:
+        r = await client.post("/v1/ledger/accounts", json=body, headers=auth)
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert field in {e["field"] for e in r.json()["errors"]}
@@ -288,3 +296,53 @@ async def test_another_tenants_ledger_is_invisible(
     r = await client.post(f"/v1/ledger/entries/{result.entry_id}/reverse", headers=auth)
     assert r.status_code == 404
     assert (await client.get("/v1/ledger/trial-balance", headers=auth)).json()["accounts"] == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"as_of": "2025-01-01T00:00:00"},
+        {"as_of": "9999-12-31T23:59:59-23:00"},
+        {"as_of": "yesterday"},
+        {"currency": "eur"},
+    ],
+    ids=["naive", "past-year-9999-in-utc", "not-a-time", "lower-case-currency"],
+)
+async def test_bad_report_queries_are_422(
+    client: AsyncClient, auth: dict[str, str], query: dict[str, str]
+) -> None:
+    r = await client.get("/v1/ledger/trial-balance", params=query, headers=auth)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_manual_entry_text_and_time_are_checked(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    lines = [
+        {"account_code": "1000", "debit_minor": 1},
+        {"account_code": "4000", "credit_minor": 1},
+    ]
+    for body, field in [
+        ({"description": "tab\tok but nul \u0000 not"}, "description"),
+        ({"description": "ok", "occurred_at": "2025-03-01T10:00:00"}, "occurred_at"),
+        ({"description": " "}, "description"),
+    ]:
+        r = await client.post(
+            "/v1/ledger/entries", json={"currency": "EUR", "lines": lines, **body}, headers=auth
+        )
+        assert r.status_code == 422, r.text
+        assert field in {e["field"] for e in r.json()["errors"]}
+    ok = await client.post(
+        "/v1/ledger/entries",
+        json={
+            "currency": "EUR",
+            "lines": lines,
+            "description": "  Opening\tbalance  ",
+            "occurred_at": "2025-03-01T10:00:00+02:00",
+        },
+        headers=auth,
+    )
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["description"] == "Opening\tbalance"
+    assert ok.json()["occurred_at"].startswith("2025-03-01T08:00:00")

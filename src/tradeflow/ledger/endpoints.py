@@ -12,7 +12,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from tradeflow.customers import service as customers_service
 from tradeflow.identity.auth import TenantSession, require_scopes
@@ -33,6 +32,7 @@ from tradeflow.ledger.schemas import (
     ReverseIn,
     Statement,
     TrialBalance,
+    UtcDatetime,
 )
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
@@ -46,13 +46,13 @@ CurrencyQuery = Annotated[
     str | None, Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])
 ]
 AsOf = Annotated[
-    AwareDatetime | None,
+    UtcDatetime | None,
     Query(description="Only what was posted up to this moment (inclusive), ISO 8601 with zone."),
 ]
 PostedFrom = Annotated[
-    AwareDatetime | None, Query(description="Posted at or after this moment (ISO 8601).")
+    UtcDatetime | None, Query(description="Posted at or after this moment (ISO 8601).")
 ]
-PostedTo = Annotated[AwareDatetime | None, Query(description="Posted before this moment.")]
+PostedTo = Annotated[UtcDatetime | None, Query(description="Posted before this moment.")]
 
 
 def _caller(principal: Principal) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 # One entry's amounts stay far below bigint even summed over many lines; 10^15 minor units
 # is ten trillion in a two-decimal currency.
@@ -18,6 +19,35 @@ Currency = Annotated[
     str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])
 ]
 AmountMinor = Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR, description="Minor units.")]
+
+
+def _plain_text(value: str) -> str:
+    """PostgreSQL refuses NUL and asyncpg a lone surrogate: refuse control, surrogate,
+    private-use and unassigned characters as a 422 rather than fail in the database."""
+    value = unicodedata.normalize("NFC", value).strip()
+    for ch in value:
+        if unicodedata.category(ch) in {"Cc", "Cs", "Co", "Cn"} and ch not in "\n\t":
+            raise ValueError(f"contains a disallowed character U+{ord(ch):04X}")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59-05:00 is past year 9999 in UTC
+        raise ValueError("is outside the supported range of dates") from exc
+
+
+def _non_blank(value: str) -> str:
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+RequiredText = Annotated[str, AfterValidator(_plain_text), AfterValidator(_non_blank)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+"""An ISO 8601 moment with a zone (naive times are refused), held in UTC."""
 
 
 class AccountType(StrEnum):
@@ -68,14 +98,14 @@ class AccountIn(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
         description="Unique in the chart, e.g. `1210` or `bank:eur`.",
     )
-    name: str = Field(min_length=1, max_length=200)
+    name: RequiredText = Field(min_length=1, max_length=200)
     type: AccountType
     normal_balance: Side | None = Field(
         default=None,
         description="Defaults from `type` (assets and expenses debit, the rest credit); set "
         "it for contra accounts.",
     )
-    description: str = Field(default="", max_length=500)
+    description: PlainText = Field(default="", max_length=500)
 
 
 class AccountOut(BaseModel):
@@ -136,7 +166,7 @@ class ManualLineIn(BaseModel):
     debit_minor: AmountMinor = 0
     credit_minor: AmountMinor = 0
     customer_id: uuid.UUID | None = None
-    memo: str | None = Field(default=None, max_length=500)
+    memo: PlainText | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")
     def _one_account_one_side(self) -> ManualLineIn:
@@ -153,8 +183,8 @@ class ManualEntryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     currency: Currency
-    description: str = Field(min_length=1, max_length=500)
-    occurred_at: datetime | None = Field(
+    description: RequiredText = Field(min_length=1, max_length=500)
+    occurred_at: UtcDatetime | None = Field(
         default=None, description="When the booked fact happened; defaults to now."
     )
     lines: list[ManualLineIn] = Field(min_length=2, max_length=MAX_LINES)
@@ -163,7 +193,7 @@ class ManualEntryIn(BaseModel):
 class ReverseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(
+    description: PlainText | None = Field(
         default=None, max_length=500, description="Why; defaults to 'Reversal of …'."
     )
 

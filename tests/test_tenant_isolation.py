@@ -7,9 +7,11 @@
 2. **Factories.** Tenant B's objects come from factories that each context
    registers in `tests/<context>/isolation_factories.py`:
    `FACTORIES = {"<path param name or path template>": async factory(ctx) -> {param: value}}`,
-   optional `BODIES = {"METHOD /v1/path/{template}": {...}}` and optional
-   `async def check_untouched(ctx, client)` (run after the walk). A path
-   parameter without a factory fails `test_every_path_parameter_has_a_factory`.
+   optional `BODIES = {"METHOD /v1/path/{template}": {...}}`, optional
+   `EXEMPT = {"/v1/path/{template}": "why its parameters name no tenant's object"}`
+   (e.g. a processor plugin's name) and optional `async def check_untouched(ctx,
+   client)` (run after the walk). A path parameter without a factory or an
+   exemption fails `test_every_path_parameter_has_a_factory`.
 3. **RLS on its own.** With no repository filter at all, a tenant session for
    A cannot see, change or insert B's rows, and every table with a `tenant_id`
    column has row-level security enabled with a policy.
@@ -80,6 +82,7 @@ def _load_registries() -> list[Any]:
 REGISTRIES = _load_registries()
 FACTORIES: dict[str, Factory] = {k: v for m in REGISTRIES for k, v in m.FACTORIES.items()}
 BODIES: dict[str, Any] = {k: v for m in REGISTRIES for k, v in getattr(m, "BODIES", {}).items()}
+EXEMPT: dict[str, str] = {k: v for m in REGISTRIES for k, v in getattr(m, "EXEMPT", {}).items()}
 
 
 @dataclass
@@ -100,7 +103,7 @@ class IsolationContext:
 def _operations(openapi: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     ops = []
     for path, item in openapi["paths"].items():
-        if not PARAM.search(path):
+        if not PARAM.search(path) or path in EXEMPT:
             continue
         for method in METHODS:
             if method in item:

@@ -170,6 +170,9 @@ def _register_subcommands() -> None:
     from tradeflow import cli_integrations
 
     cli_integrations.register(app)
+    from tradeflow.ledger import cli as cli_ledger
+
+    cli_ledger.register(app)
 
 
 def main() -> None:

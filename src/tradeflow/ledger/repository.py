@@ -433,3 +433,36 @@ class LedgerRepository:
             stmt = stmt.where(Line.posted_at <= as_of)
         rows = await self.session.execute(stmt)
         return [BalanceRow(a, c, int(d), int(cr)) for a, c, d, cr in rows.tuples().all()]
+
+    async def book_counts(self) -> tuple[int, int]:
+        entries = await self.session.scalar(
+            select(func.count()).select_from(Entry).where(Entry.tenant_id == self.tenant_id)
+        )
+        lines = await self.session.scalar(
+            select(func.count()).select_from(Line).where(Line.tenant_id == self.tenant_id)
+        )
+        return int(entries or 0), int(lines or 0)
+
+    async def unbalanced_entries(self, *, limit: int) -> list[uuid.UUID]:
+        """Entries whose lines do not balance, or that have fewer than two (should be none)."""
+        sums = (
+            select(
+                Line.entry_id,
+                func.count().label("n"),
+                func.sum(Line.debit_minor).label("d"),
+                func.sum(Line.credit_minor).label("c"),
+            )
+            .where(Line.tenant_id == self.tenant_id)
+            .group_by(Line.entry_id)
+            .subquery()
+        )
+        rows = await self.session.scalars(
+            select(Entry.id)
+            .outerjoin(sums, sums.c.entry_id == Entry.id)
+            .where(
+                Entry.tenant_id == self.tenant_id,
+                (sums.c.n.is_(None)) | (sums.c.n < 2) | (sums.c.d != sums.c.c),
+            )
+            .limit(limit)
+        )
+        return list(rows)

@@ -274,3 +274,16 @@ class PostingResult(BaseModel):
     entry_id: uuid.UUID | None
     created: bool
     skipped_reason: str | None = None
+
+
+class BooksCheck(BaseModel):
+    """An independent re-check of a tenant's books (the database enforces the same rules)."""
+
+    entries: int
+    lines: int
+    unbalanced_entry_ids: list[uuid.UUID] = Field(description="At most 100 are listed.")
+    trial_balance: TrialBalance
+
+    @property
+    def ok(self) -> bool:
+        return not self.unbalanced_entry_ids and self.trial_balance.balanced

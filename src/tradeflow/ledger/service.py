@@ -43,6 +43,7 @@ from tradeflow.ledger.schemas import (
     AccountIn,
     AccountOut,
     AccountType,
+    BooksCheck,
     CustomerBalance,
     CustomerCurrencyBalance,
     EntryKind,
@@ -76,6 +77,7 @@ __all__ = [
     "post_manual_entry",
     "reverse_entry",
     "trial_balance",
+    "verify_books",
 ]
 
 
@@ -642,4 +644,17 @@ async def customer_balance(
             )
             for c, (d, cr) in sorted(per_currency.items())
         ],
+    )
+
+
+async def verify_books(session: AsyncSession, *, tenant_id: uuid.UUID) -> BooksCheck:
+    """Re-add every entry and the trial balance from the lines: what an auditor (or the
+    `tradeflow ledger verify` command) runs to confirm the database's rules held."""
+    repo = LedgerRepository(session, tenant_id)
+    entries, lines = await repo.book_counts()
+    return BooksCheck(
+        entries=entries,
+        lines=lines,
+        unbalanced_entry_ids=await repo.unbalanced_entries(limit=100),
+        trial_balance=await trial_balance(session, tenant_id=tenant_id),
     )

@@ -227,3 +227,25 @@ async def test_transaction_id_cannot_be_forged(books: Database, tenant: uuid.UUI
         ).scalar_one()
         await s.rollback()  # the entry has no lines: it would not commit
         assert stamped is True
+
+
+async def test_deleting_a_tenant_with_books_needs_the_purge_switch(
+    books: Database, tenant: uuid.UUID
+) -> None:
+    async with books.system_session() as s:
+        acc = await _accounts(s, tenant)
+        await _raw_entry(s, tenant, [(acc["cash"], 9, 0), (acc["revenue"], 0, 9)])
+        await s.commit()
+    async with books.system_session() as s:
+        with pytest.raises(DBAPIError, match="immutable"):
+            await s.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant})
+    async with books.system_session() as s:
+        await s.execute(text("SET LOCAL tradeflow.ledger_purge = 'on'"))
+        await s.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant})
+        left = (
+            await s.execute(
+                text("SELECT count(*) FROM ledger_lines WHERE tenant_id = :t"), {"t": tenant}
+            )
+        ).scalar_one()
+        assert left == 0
+        await s.rollback()

@@ -11,8 +11,10 @@ import pytest
 
 from integrations.fake_erp.server import FakeErp, start_fake_erp
 from integrations.support import FAST, make_tenant
+from payments.support import sandbox_process
 from tradeflow.config import Settings
 from tradeflow.db import Database
+from tradeflow.sandbox.process import SandboxProcess
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +40,13 @@ def calm_erp(erp: FakeErp) -> Iterator[FakeErp]:
 @pytest.fixture
 def fast_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=FAST)
+
+
+@pytest.fixture(scope="session")
+def sandbox_proc(server_url: str, worker_id: str) -> Iterator[SandboxProcess]:
+    """The in-tree sandbox payment processor, a child process with its own database."""
+    with sandbox_process(server_url, worker_id) as process:
+        yield process
 
 
 @pytest.fixture

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import text
 
 from integrations.fake_erp.server import FakeErp
+from tradeflow.config import Settings
 from tradeflow.db import Database
+from tradeflow.events.worker import DeliveryWorker
 from tradeflow.integrations import service
 from tradeflow.integrations.models import ConnectorInstance
 from tradeflow.kit.keyring import Keyring
@@ -83,3 +86,23 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings, db: Database, keyring: Keyring
+) -> AsyncIterator[DeliveryWorker]:
+    """A delivery worker (handlers, connectors, webhooks) in this event loop."""
+    worker = DeliveryWorker(settings, db, keyring)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def scalar(db: Database, sql: str, **params: Any) -> Any:
+    async with db.system_session() as s:
+        return (await s.execute(text(sql), params)).scalar()

@@ -17,9 +17,10 @@ Kinds (see docs/integrations.md):
   `remote_unknown` — a booked invoice or payment absent at a document
   connector, present more than once, with another amount, or a remote record
   carrying a reference of ours that we never booked;
-* `journal_entry_missing` / `journal_entry_unknown` / `journal_balance_differs` —
-  a journal connector (Beancount) lacking an entry, holding one we do not
-  have, or with an account balance different from our trial balance.
+* `journal_entry_missing` / `journal_entry_unknown` / `journal_balance_differs` /
+  `journal_unreadable` — a journal connector (Beancount) lacking an entry,
+  holding one we do not have, with an account balance different from our
+  trial balance, or failing to load at all.
 
 Work still in flight is not a mismatch: entries posted during the last
 `grace_seconds` are left out of the comparison.
@@ -256,7 +257,19 @@ async def compare_journal(
         out.append(Mismatch("journal_entry_unknown", "journal_entry", entry_id, {}, instance.id))
     if not books.recent_entry_ids:
         # Balances are comparable only when nothing is in flight.
-        theirs = await plugin.balances()
+        try:
+            theirs = await plugin.balances()
+        except ValueError as exc:
+            out.append(
+                Mismatch(
+                    "journal_unreadable",
+                    "journal",
+                    instance.name,
+                    {"error": str(exc)[:500]},
+                    instance.id,
+                )
+            )
+            return out, {f"{instance.name}:journal_entries": len(exported)}
         for key in sorted(set(theirs) | set(books.balances)):
             ours_value, theirs_value = books.balances.get(key, 0), theirs.get(key, 0)
             if ours_value != theirs_value:

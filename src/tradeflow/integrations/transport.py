@@ -180,7 +180,7 @@ class ConnectorTransport:
             doc = documents.credit_note_document(payload, occurred_at=event.occurred_at.isoformat())
             doc["invoice_external_id"] = await self._invoice_ref(sync, plugin, doc["invoice_id"])
             doc["payment_external_id"] = await self._external_id(
-                instance, ObjectType.PAYMENT, doc["payment_id"]
+                sync, ObjectType.PAYMENT, doc["payment_id"]
             )
             res = await sync.push(ObjectType.CREDIT_NOTE, doc["id"], doc)
             done.append(f"credit note {res.external_id} {res.action}")
@@ -205,8 +205,10 @@ class ConnectorTransport:
                 raise NotReady(f"invoice {invoice_id} is not readable yet: {exc}") from exc
             await session.commit()
         if plugin.supports(ObjectType.CUSTOMER):
-            # The invoice refers to the customer by their id: make sure it is there first.
-            doc["customer_external_id"] = await self._customer(
+            # The invoice refers to the customer by their id: make sure it is there first
+            # (customer changes travel on their own events, so a known id is enough).
+            known = await self._external_id(sync, ObjectType.CUSTOMER, doc["customer_id"])
+            doc["customer_external_id"] = known or await self._customer(
                 sync, plugin, uuid.UUID(doc["customer_id"])
             )
         res = await sync.push(ObjectType.INVOICE, doc["id"], doc)
@@ -217,14 +219,15 @@ class ConnectorTransport:
     ) -> str | None:
         if invoice_id is None or not plugin.supports(ObjectType.INVOICE):
             return None
-        return await self._invoice(sync, plugin, uuid.UUID(invoice_id))
+        known = await self._external_id(sync, ObjectType.INVOICE, invoice_id)
+        return known or await self._invoice(sync, plugin, uuid.UUID(invoice_id))
 
     async def _external_id(
-        self, instance: ConnectorInstance, object_type: ObjectType, our_id: str
+        self, sync: DocumentSync, object_type: ObjectType, our_id: str
     ) -> str | None:
-        async with self.db.tenant_session(instance.tenant_id) as session:
-            ref = await IntegrationsRepository(session, instance.tenant_id).ref(
-                instance.id, object_type.value, our_id
+        async with self.db.tenant_session(sync.tenant_id) as session:
+            ref = await IntegrationsRepository(session, sync.tenant_id).ref(
+                sync.connector_id, object_type.value, our_id
             )
             await session.commit()
         return ref.external_id if ref is not None else None

@@ -235,6 +235,8 @@ class BeancountConnector(JournalConnector):
         from beancount import loader
         from beancount.core import data
 
+        if not self.path.exists():
+            return {}
         entries, errors, _ = loader.load_file(str(self.path))
         if errors:
             raise ValueError(f"{len(errors)} error(s) loading {self.path}: {errors[0]}")

@@ -27,4 +27,9 @@ def install_routers(app: FastAPI, settings: Settings) -> None:
     from tradeflow.payments.endpoints import router as payments_router
 
     v1.include_router(payments_router)
+    from tradeflow.catalog.endpoints import router_for as catalog_router_for
+    from tradeflow.customers.endpoints import router as customers_router
+
+    v1.include_router(customers_router)
+    v1.include_router(catalog_router_for(settings))
     app.include_router(v1)

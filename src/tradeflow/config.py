@@ -108,6 +108,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest request body accepted; larger bodies get 413."""
 
+    media_dir: Path | None = Field(
+        default=None, description="Product images and thumbnails; unset: $TRADEFLOW_HOME/media."
+    )
+    # An upload is also a request body: raise max_body_bytes with this.
+    media_max_image_bytes: int = Field(default=1_000_000, ge=1024)
+    """Largest product image upload accepted, in bytes."""
+    media_max_image_pixels: int = Field(default=25_000_000, ge=1)
+    """Largest image accepted, in pixels (width x height), against decompression bombs."""
+    price_cache_ttl_seconds: int = Field(default=300, ge=0, le=86_400)
+    """How long a computed customer price is cached; 0 turns the cache off."""
+    price_cache_max_entries: int = Field(default=50_000, ge=0)
+    """Most prices kept in each process's in-memory price cache."""
+
     login_max_failures: int = Field(default=5, ge=1)
     """Failed logins of one account before it is locked."""
     login_lockout_seconds: int = Field(default=900, ge=1)
@@ -211,6 +224,10 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def media_path(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.home / "media"
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,1 @@
+"""Customers: customer companies, customer groups, buyer users' profiles and approvers."""

@@ -30,7 +30,7 @@ from tradeflow.payments.repository import PaymentsRepository
 from tradeflow.payments.schemas import ProcessorConfigIn, ProcessorOut
 
 
-def _aad(tenant_id: uuid.UUID, processor: str) -> bytes:
+def secrets_aad(tenant_id: uuid.UUID, processor: str) -> bytes:
     return f"processor_configs:{tenant_id}:{processor}".encode()
 
 
@@ -49,7 +49,7 @@ def _secrets(keyring: Keyring, row: ProcessorConfigRow) -> dict[str, str]:
     if not row.secrets:
         return {}
     value: dict[str, str] = json.loads(
-        keyring.decrypt_str(row.secrets, aad=_aad(row.tenant_id, row.processor))
+        keyring.decrypt_str(row.secrets, aad=secrets_aad(row.tenant_id, row.processor))
     )
     return value
 
@@ -98,9 +98,8 @@ async def configure(
         value = getattr(config, field_name)
         if isinstance(value, SecretStr):
             secrets[field_name] = value.get_secret_value()
-    ciphertext = (
-        keyring.encrypt_str(json.dumps(secrets), aad=_aad(tenant_id, name)) if secrets else None
-    )
+    aad = secrets_aad(tenant_id, name)
+    ciphertext = keyring.encrypt_str(json.dumps(secrets), aad=aad) if secrets else None
     try:
         async with session.begin_nested():
             if row is None:

@@ -346,3 +346,14 @@ async def test_manual_entry_text_and_time_are_checked(
     assert ok.status_code == 201, ok.text
     assert ok.json()["description"] == "Opening\tbalance"
     assert ok.json()["occurred_at"].startswith("2025-03-01T08:00:00")
+
+
+async def test_a_forged_statement_cursor_is_400(client: AsyncClient, auth: dict[str, str]) -> None:
+    from tradeflow.kit.pagination import encode_cursor
+
+    accounts = (await client.get("/v1/ledger/accounts", headers=auth)).json()["items"]
+    url = f"/v1/ledger/accounts/{accounts[0]['id']}/statement"
+    for cursor in (encode_cursor([1, "x"]), encode_cursor([uuid.uuid4(), uuid.uuid4()]), "@@"):
+        r = await client.get(url, params={"cursor": cursor}, headers=auth)
+        assert r.status_code == 400, r.text
+        assert r.json()["type"].endswith("/invalid-cursor")

@@ -14,7 +14,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.kit.ids import uuid7
-from tradeflow.kit.pagination import PageRequest, decode_cursor, encode_cursor, paginate
+from tradeflow.kit.pagination import (
+    InvalidCursor,
+    PageRequest,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+)
 from tradeflow.ledger.chart import DefaultAccount
 from tradeflow.ledger.models import Account, Entry, Line
 
@@ -61,6 +67,16 @@ class StatementRow:
     customer_id: uuid.UUID | None
     debit_minor: int
     credit_minor: int
+
+
+def _check_cursor(page: PageRequest, *types: type) -> None:
+    """Refuse a cursor whose values are not of the list's key types: `paginate` would pass
+    them to PostgreSQL, which fails on the type mismatch (a 500, not a 400)."""
+    if not page.cursor:
+        return
+    values = decode_cursor(page.cursor, arity=len(types))
+    if not all(isinstance(v, t) for v, t in zip(values, types, strict=True)):
+        raise InvalidCursor("The cursor is not one this list issued; start again without `cursor`.")
 
 
 class LedgerRepository:
@@ -142,6 +158,7 @@ class LedgerRepository:
     async def list_accounts(
         self, page: PageRequest, *, type: str | None = None
     ) -> tuple[list[Account], str | None]:
+        _check_cursor(page, str)
         stmt = select(Account).where(Account.tenant_id == self.tenant_id)
         if type is not None:
             stmt = stmt.where(Account.type == type)
@@ -253,6 +270,7 @@ class LedgerRepository:
     async def list_entries(
         self, filters: EntryFilters, page: PageRequest
     ) -> tuple[list[Entry], str | None]:
+        _check_cursor(page, uuid.UUID)
         stmt: Select[Any] = select(Entry).where(Entry.tenant_id == self.tenant_id)
         f = filters
         if f.source_event_id is not None:
@@ -398,6 +416,14 @@ class LedgerRepository:
         )
         if page.cursor:
             posted_at, line_id = decode_cursor(page.cursor, arity=2)
+            if not (
+                isinstance(posted_at, datetime)
+                and posted_at.tzinfo is not None
+                and isinstance(line_id, uuid.UUID)
+            ):
+                raise InvalidCursor(
+                    "The cursor is not one this statement issued; start again without `cursor`."
+                )
             after = (posted_at, line_id)
             stmt = stmt.where(tuple_(Line.posted_at, Line.id) > tuple_(posted_at, line_id))
         if posted_from is not None:

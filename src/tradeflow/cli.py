@@ -75,11 +75,12 @@ def up(
             async def worker(stop: asyncio.Event) -> None:
                 await run_worker(settings, db, keyring, stop)
 
+            from tradeflow.cli_payments import demo_tasks
             from tradeflow.runtime import _serve_until_signal
 
             console.print(f"[bold green]Tradeflow[/] listening on {settings.base_url}  (Ctrl-C stops)")
             try:
-                await _serve_until_signal([serve, worker])
+                await _serve_until_signal([serve, worker, *demo_tasks(settings, handle.url, demo)])
             finally:
                 await db.dispose()
 
@@ -173,6 +174,9 @@ def _register_subcommands() -> None:
     from tradeflow.ledger import cli as cli_ledger
 
     cli_ledger.register(app)
+    from tradeflow import cli_payments
+
+    cli_payments.register(app)
 
 
 def main() -> None:

@@ -379,6 +379,7 @@ async def upload_image(
     idem = await claim(
         request, session, tenant_id=principal.tenant_id, caller=_caller(principal), required=False
     )
+    await products.ensure_product(session, principal.tenant_id, product_id)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UploadInvalid("Send multipart/form-data with the image in `file`.", field="file")
     try:

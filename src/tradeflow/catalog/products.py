@@ -122,6 +122,13 @@ async def create_product(
     return product, skus
 
 
+async def ensure_product(
+    session: AsyncSession, tenant_id: uuid.UUID, product_id: uuid.UUID
+) -> None:
+    """`ProductNotFound` (404) unless the product exists in this tenant."""
+    await _product(CatalogRepository(session, tenant_id), product_id)
+
+
 async def get_product(
     session: AsyncSession, tenant_id: uuid.UUID, product_id: uuid.UUID
 ) -> tuple[Product, list[Sku]]:

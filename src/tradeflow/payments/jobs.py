@@ -1,6 +1,8 @@
-"""Payments' periodic jobs: resolve processor calls whose outcome is unknown."""
+"""Payments' periodic jobs: resolve processor calls whose outcome is unknown; prune old webhooks."""
 
 from __future__ import annotations
+
+from sqlalchemy import text
 
 from tradeflow.events import JobContext, scheduled
 from tradeflow.kit.keyring import load_keyring
@@ -11,3 +13,20 @@ from tradeflow.payments.resolver import resolve_due
 async def resolve_unknown_outcomes(ctx: JobContext) -> None:
     """Every 5 s: ask processors about timed-out calls (never resend them)."""
     await resolve_due(ctx.db, load_keyring(ctx.settings, create=False))
+
+
+@scheduled("payments.prune_webhooks", cron="41 3 * * *")
+async def prune_processor_webhooks(ctx: JobContext) -> None:
+    """Daily: forget applied processor webhooks older than the events retention period.
+
+    Their facts live on in payments, refunds and events; the stored payloads only
+    matter while a repeat of the same event id could still arrive."""
+    async with ctx.db.system_session() as session:
+        await session.execute(
+            text(
+                "DELETE FROM processor_webhooks WHERE processed_at IS NOT NULL "
+                "AND received_at < now() - make_interval(days => :days)"
+            ),
+            {"days": ctx.settings.events_retention_days},
+        )
+        await session.commit()

@@ -207,8 +207,8 @@ def _table_in(path: Path) -> str:
 
 def test_configuration_docs_match_settings() -> None:
     assert _table_in(ROOT / "docs" / "configuration.md") == settings_markdown(), (
-        "docs/configuration.md is out of date: replace its table with the output of "
-        "`python -m tradeflow.config`"
+        "docs/configuration.md is out of date: run `python -m tradeflow.config "
+        "docs/configuration.md`"
     )
 
 

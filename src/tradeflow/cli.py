@@ -134,6 +134,10 @@ def worker() -> None:
     settings = settings_or_exit()
     prepare_home(settings)
     keyring = load_keyring(settings)
+    if settings.worker_metrics_port:
+        from tradeflow.observability.metrics import serve_metrics
+
+        serve_metrics(settings.host, settings.worker_metrics_port)  # a daemon thread
     with open_database(settings) as handle:
 
         async def main() -> None:

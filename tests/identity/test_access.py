@@ -435,3 +435,36 @@ async def test_enabling_a_user_lifts_a_lockout(client: AsyncClient, rolled_back:
     assert r.status_code == 200
     assert r.json()["locked_until"] is None
     assert (await login(client, staff)).status_code == 200
+
+
+async def test_etag_and_if_match_on_user_and_tenant_updates(
+    client: AsyncClient, rolled_back: Database
+) -> None:
+    tenant = await make_tenant(rolled_back)
+    owner = await make_user(rolled_back, tenant)
+    staff = await make_user(rolled_back, tenant, role="sales")
+    h = bearer(await access_token(client, owner))
+    got = await client.get(f"/v1/users/{staff.id}", headers=h)
+    tag = got.headers["etag"]
+    assert tag == '"1"'
+    # Signing in does not change the ETag: only administrative changes do.
+    await login(client, staff)
+    assert (await client.get(f"/v1/users/{staff.id}", headers=h)).headers["etag"] == tag
+    r = await client.patch(
+        f"/v1/users/{staff.id}", headers={**h, "If-Match": tag}, json={"role": "finance"}
+    )
+    assert r.status_code == 200
+    assert r.headers["etag"] == '"2"'
+    stale = await client.patch(
+        f"/v1/users/{staff.id}", headers={**h, "If-Match": tag}, json={"role": "auditor"}
+    )
+    assert_problem(stale, 412, "version-mismatch")
+    t = await client.get("/v1/tenant", headers=h)
+    r = await client.patch(
+        "/v1/tenant", headers={**h, "If-Match": t.headers["etag"]}, json={"name": "Renamed"}
+    )
+    assert r.status_code == 200
+    again = await client.patch(
+        "/v1/tenant", headers={**h, "If-Match": t.headers["etag"]}, json={"name": "Again"}
+    )
+    assert_problem(again, 412, "version-mismatch")

@@ -253,13 +253,13 @@ async def test_demo_seeding_is_idempotent_and_repairs(
         # the API key is revoked.
         data: dict[str, Any] = json.loads(path.read_text())
         del data["password"]
-        data["customer_id"] = "kept-by-identity"
+        data["someone_elses_key"] = "kept-by-identity"
         path.write_text(json.dumps(data))
         async with committed.system_session() as s:
             await s.execute(text("UPDATE api_keys SET revoked_at = now()"))
             await s.commit()
         third = await asyncio.to_thread(seed_demo, demo_settings, database_url, keyring)
-        assert third["customer_id"] == "kept-by-identity"
+        assert third["someone_elses_key"] == "kept-by-identity"
         assert third["tenant_id"] == first["tenant_id"]
         assert third["totp_secret"] == first["totp_secret"]
         assert third["api_key"] != first["api_key"]

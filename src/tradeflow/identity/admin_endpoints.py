@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from tradeflow.identity import service
@@ -28,6 +28,7 @@ from tradeflow.identity.schemas import (
     UserPatchIn,
     problems,
 )
+from tradeflow.kit.etag import etag
 from tradeflow.kit.idempotency import claim
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.kit.ratelimit import client_ip
@@ -41,6 +42,10 @@ KeysWrite = Annotated[Principal, require_scopes("api_keys:write")]
 EventsRead = Annotated[Principal, require_scopes("security_events:read")]
 TenantRead = Annotated[Principal, require_scopes("tenant:read")]
 TenantWrite = Annotated[Principal, require_scopes("tenant:write")]
+IfMatch = Annotated[
+    str | None,
+    Header(description="The ETag you read; the update is refused with 412 if it changed."),
+]
 
 
 # -- users ----------------------------------------------------------------------------------------
@@ -97,9 +102,12 @@ async def create_user(
     tags=["users"],
     responses=problems(401, 403, 404, 429),
 )
-async def get_user(user_id: uuid.UUID, principal: UsersRead, session: TenantSession) -> UserOut:
-    """One user of the tenant."""
+async def get_user(
+    user_id: uuid.UUID, response: Response, principal: UsersRead, session: TenantSession
+) -> UserOut:
+    """One user of the tenant, with its `ETag`."""
     user = await service.get_user(IdentityRepository(session, principal.tenant_id), user_id)
+    response.headers["ETag"] = etag(user.version)
     return UserOut.model_validate(user)
 
 
@@ -107,19 +115,22 @@ async def get_user(user_id: uuid.UUID, principal: UsersRead, session: TenantSess
     "/users/{user_id}",
     response_model=UserOut,
     tags=["users"],
-    responses=problems(401, 403, 404, 409, 422, 429),
+    responses=problems(401, 403, 404, 409, 412, 422, 429),
 )
 async def update_user(
     user_id: uuid.UUID,
     body: UserPatchIn,
     request: Request,
+    response: Response,
     principal: UsersWrite,
     session: TenantSession,
+    if_match: IfMatch = None,
 ) -> UserOut:
-    """Change a user's role, active flag or display name.
+    """Change a user's role, active flag or display name (optionally guarded by `If-Match`).
 
-    Disabling signs the user out everywhere. Only an owner can grant or take
-    away the owner role; the tenant's last active owner stays.
+    Disabling signs the user out everywhere; enabling also lifts a lockout.
+    Only an owner can grant or take away the owner role; the tenant's last
+    active owner stays.
     """
     user = await service.update_user(
         IdentityRepository(session, principal.tenant_id),
@@ -129,7 +140,9 @@ async def update_user(
         active=body.active,
         display_name=body.display_name,
         ip=client_ip(request),
+        if_match=if_match,
     )
+    response.headers["ETag"] = etag(user.version)
     return UserOut.model_validate(user)
 
 
@@ -247,23 +260,37 @@ async def list_security_events(
 
 # -- tenant ---------------------------------------------------------------------------------------
 @router.get("/tenant", response_model=TenantOut, tags=["tenant"], responses=problems(401, 403, 429))
-async def get_tenant(principal: TenantRead, session: TenantSession) -> TenantOut:
-    """The caller's tenant and its policy."""
-    return TenantOut.model_validate(await IdentityRepository(session, principal.tenant_id).tenant())
+async def get_tenant(
+    response: Response, principal: TenantRead, session: TenantSession
+) -> TenantOut:
+    """The caller's tenant and its policy, with its `ETag`."""
+    tenant = await IdentityRepository(session, principal.tenant_id).tenant()
+    response.headers["ETag"] = etag(tenant.version)
+    return TenantOut.model_validate(tenant)
 
 
 @router.patch(
-    "/tenant", response_model=TenantOut, tags=["tenant"], responses=problems(401, 403, 422, 429)
+    "/tenant",
+    response_model=TenantOut,
+    tags=["tenant"],
+    responses=problems(401, 403, 412, 422, 429),
 )
 async def update_tenant(
-    body: TenantPatchIn, request: Request, principal: TenantWrite, session: TenantSession
+    body: TenantPatchIn,
+    request: Request,
+    response: Response,
+    principal: TenantWrite,
+    session: TenantSession,
+    if_match: IfMatch = None,
 ) -> TenantOut:
-    """Rename the tenant or set its policy (`mfa_required_for_staff`)."""
+    """Rename the tenant or set its policy (`mfa_required_for_staff`); `If-Match` optional."""
     tenant = await service.update_tenant(
         IdentityRepository(session, principal.tenant_id),
         actor=principal,
         name=body.name,
         mfa_required_for_staff=body.mfa_required_for_staff,
         ip=client_ip(request),
+        if_match=if_match,
     )
+    response.headers["ETag"] = etag(tenant.version)
     return TenantOut.model_validate(tenant)

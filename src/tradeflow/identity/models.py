@@ -40,6 +40,8 @@ class Tenant(IdMixin, TimestampMixin, Base):
     mfa_required_for_staff: Mapped[bool] = mapped_column(
         Boolean, server_default=text("false"), default=False
     )
+    # Bumped by every administrative change; the ETag of `/v1/tenant`.
+    version: Mapped[int] = mapped_column(server_default=text("1"), default=1)
 
 
 class User(IdMixin, TenantMixin, TimestampMixin, Base):
@@ -58,6 +60,8 @@ class User(IdMixin, TenantMixin, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
+    # Bumped by administrative changes (not by sign-ins); the ETag of `/v1/users/{id}`.
+    version: Mapped[int] = mapped_column(server_default=text("1"), default=1)
     # Set for buyer users: the customer company they buy for (owned by the customers context).
     customer_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
 

@@ -59,9 +59,11 @@ class IdentityRepository:
         return result.scalar_one_or_none()  # type: ignore[no-any-return]
 
     # -- tenant -------------------------------------------------------------------------------
-    async def tenant(self) -> Tenant:
-        result = await self.session.execute(select(Tenant).where(Tenant.id == self.tenant_id))
-        return result.scalar_one()
+    async def tenant(self, *, for_update: bool = False) -> Tenant:
+        stmt = select(Tenant).where(Tenant.id == self.tenant_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one()
 
     # -- users --------------------------------------------------------------------------------
     async def user(self, user_id: uuid.UUID, *, for_update: bool = False) -> User | None:

@@ -121,6 +121,7 @@ class UserOut(_Out):
     mfa_enabled: bool
     locked_until: datetime | None
     last_login_at: datetime | None
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -199,6 +200,7 @@ class TenantOut(_Out):
     name: str
     slug: str
     mfa_required_for_staff: bool
+    version: int
     created_at: datetime
     updated_at: datetime
 

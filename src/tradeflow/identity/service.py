@@ -37,6 +37,7 @@ from tradeflow.identity.principal import (
 from tradeflow.identity.repository import CredentialRepository, IdentityRepository
 from tradeflow.identity.security_events import Kind, record
 from tradeflow.identity.tokens import new_api_key
+from tradeflow.kit.etag import check_if_match
 from tradeflow.kit.time import utcnow
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -76,8 +77,10 @@ async def update_tenant(
     name: str | None = None,
     mfa_required_for_staff: bool | None = None,
     ip: str | None = None,
+    if_match: str | None = None,
 ) -> Tenant:
-    tenant = await repo.tenant()
+    tenant = await repo.tenant(for_update=True)
+    check_if_match(if_match, tenant.version)
     if name is not None:
         tenant.name = name
     if (
@@ -93,6 +96,7 @@ async def update_tenant(
             mfa_required_for_staff=mfa_required_for_staff,
         )
     tenant.updated_at = utcnow()
+    tenant.version += 1
     await repo.session.flush()
     return tenant
 
@@ -176,11 +180,13 @@ async def update_user(
     active: bool | None = None,
     display_name: str | None = None,
     ip: str | None = None,
+    if_match: str | None = None,
 ) -> User:
     """Change a user's role, active flag or name; a tenant keeps at least one active owner."""
     user = await repo.user(user_id, for_update=True)
     if user is None:
         raise UserNotFound(f"No user {user_id} in this tenant.")
+    check_if_match(if_match, user.version)
     if role is not None and role != user.role:
         _check_role(role, user.kind)
         _check_may_touch_owner(actor, role, user.role)
@@ -208,6 +214,7 @@ async def update_user(
     if display_name is not None:
         user.display_name = display_name
     user.updated_at = utcnow()
+    user.version += 1
     await repo.session.flush()
     return user
 
@@ -228,6 +235,7 @@ async def set_password(
     passwords.check_policy(password)
     user.password_hash = await passwords.hash_password_async(password)
     user.updated_at = utcnow()
+    user.version += 1
     await repo.revoke_user_sessions(user.id, reason="password_changed")
     await record(repo, Kind.PASSWORD_CHANGED, user_id=user.id, actor=actor, ip=ip)
 
@@ -243,6 +251,7 @@ async def reset_mfa(
     user.totp_last_step = None
     user.mfa_enabled_at = None
     user.updated_at = utcnow()
+    user.version += 1
     await repo.delete_recovery_codes(user.id)
     await repo.revoke_user_sessions(user.id, reason="mfa_reset")
     await record(repo, Kind.MFA_RESET, user_id=user.id, actor=actor, ip=ip)

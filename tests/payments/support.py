@@ -64,7 +64,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
     port = sock.getsockname()[1]
     server = _Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -20,7 +20,6 @@ from orders.factories import World, make_world
 from payments.factories import Merchant, connect_sandbox, invoiced_order, pay
 from payments.support import eventually, rows, scalar, serving
 from payments.test_payment_api import payment_events
-from tradeflow.app import create_app
 from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.kit.keyring import Keyring
@@ -41,11 +40,11 @@ class Live:
 
 
 @pytest.fixture
-async def live(settings: Settings, committed: Database, keyring: Keyring) -> AsyncIterator[Live]:
+async def live(payments_app: Any, committed: Database) -> AsyncIterator[Live]:
     """Tradeflow served over HTTP on 127.0.0.1, so the sandbox can call it back."""
     world = await make_world(committed)
     async with (
-        serving(create_app(settings, committed, keyring=keyring)) as url,
+        serving(payments_app) as url,
         AsyncClient(base_url=url, timeout=15) as client,
     ):
         yield Live(url, client, world)

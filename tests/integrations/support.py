@@ -49,6 +49,7 @@ def erp_config(erp: FakeErp, **extra: Any) -> dict[str, Any]:
         "auth": "bearer",
         "token": erp.token,
         "timeout_seconds": 1.0,
+        "settle_seconds": 2.0,
         **extra,
     }
 

@@ -20,7 +20,7 @@ from tradeflow.integrations.plugins import (
     RemoteTimeout,
     RemoteUnavailable,
 )
-from tradeflow.integrations.sync import DocumentSync
+from tradeflow.integrations.sync import DocumentSync, Settling
 from tradeflow.kit.keyring import Keyring
 
 
@@ -99,6 +99,11 @@ async def test_a_timeout_after_the_remote_committed_is_linked_not_duplicated(
     assert ref.pending is not None
     assert ref.lease_until is None
     calm_erp.calm()
+    # The ERP might still be processing the unanswered create: no look-up until it settled.
+    with pytest.raises(Settling) as settling:
+        await sync.push(ObjectType.INVOICE, doc["id"], doc)
+    assert 0 < (settling.value.retry_after or 0) <= 2.0
+    sync.max_settle_wait = 2.0  # as the transport does: wait in place when it is short
     result = await sync.push(ObjectType.INVOICE, doc["id"], doc)
     assert result.action == "linked"
     assert len(records(calm_erp, doc["id"])) == 1

@@ -47,7 +47,7 @@ async def test_paid_orders_are_synced_once_booked_exported_and_reconciled(
         async with SandboxControl(sandbox_proc.control_url) as control:
             await connect_sandbox(client, world, sandbox_proc, control)
         for kind, config in (
-            ("rest_erp", erp_config(calm_erp)),
+            ("rest_erp", erp_config(calm_erp, timeout_seconds=5.0)),
             ("beancount", {"path": str(book_path), "operating_currency": "EUR"}),
         ):
             r = await client.post(
@@ -96,7 +96,7 @@ async def test_paid_orders_are_synced_once_booked_exported_and_reconciled(
                 )
 
             try:
-                await eventually(settled, timeout=60)
+                await eventually(settled, timeout=60, interval=0.2)
             except AssertionError:
                 rows = await scalar(
                     committed,
@@ -105,7 +105,15 @@ async def test_paid_orders_are_synced_once_booked_exported_and_reconciled(
                     "JOIN subscribers s ON s.id = d.subscriber_id WHERE s.kind = 'connector' "
                     "AND d.status <> 'delivered'",
                 )
+                refs = await scalar(
+                    committed,
+                    "SELECT string_agg(object_type || ' ' || our_id || ' ' || state || ' '"
+                    " || coalesce(external_id, '-') || ' ours=' || coalesce(last_ours::text, '')"
+                    " || ' theirs=' || coalesce(last_theirs::text, ''), E'\n') FROM external_refs",
+                )
+                conflicts = await scalar(committed, "SELECT count(*) FROM sync_conflicts")
                 raise AssertionError(
+                    f"refs:\n{refs}\nconflicts={conflicts}\n"
                     f"not settled: {ours(calm_erp, 'invoices', invoices)} "
                     f"payments={len(ours(calm_erp, 'payments', payments))} deliveries={rows}"
                 ) from None

@@ -40,7 +40,7 @@ class ConnectorInstance(IdMixin, TenantMixin, TimestampMixin, Base):
 class ExternalRef(IdMixin, TenantMixin, TimestampMixin, Base):
     """Our id ↔ their id for one document at one connector, and what each side last held.
 
-    `pending` is the payload of a create whose outcome we have not seen yet;
+    `pending` is `{"fields", "sent_at"}` of a create whose outcome we have not seen yet;
     `lease_*` fence one sync of the document at a time (across workers).
     """
 

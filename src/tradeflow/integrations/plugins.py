@@ -165,6 +165,10 @@ class DocumentConnector(ConnectorPlugin):
         """Their field that holds our id (searched before every create)."""
         return self.reference_field
 
+    def settle_seconds(self) -> float:
+        """How long after an unanswered create the remote has surely finished with it."""
+        return 10.0
+
     def remote_field(self, object_type: ObjectType, our_field: str) -> str | None:
         """Their field that receives `our_field`, if it is mapped (reconciliation compares it)."""
         return None

@@ -15,8 +15,8 @@ Kinds (see docs/integrations.md):
   or different amounts;
 * `remote_missing` / `remote_duplicate` / `remote_amount_differs` /
   `remote_unknown` — a booked invoice or payment absent at a document
-  connector, present more than once, with another amount, or a remote record
-  carrying a reference of ours that we never booked;
+  connector, present more than once, with another amount, or a document we
+  pushed there that our books do not hold;
 * `journal_entry_missing` / `journal_entry_unknown` / `journal_balance_differs` /
   `journal_unreadable` — a journal connector (Beancount) lacking an entry,
   holding one we do not have, with an account balance different from our
@@ -175,7 +175,10 @@ def compare_processor(books: Books, settled: dict[str, settlements.Settlement]) 
 
 
 async def compare_documents(
-    instance: ConnectorInstance, plugin: DocumentConnector, books: Books
+    instance: ConnectorInstance,
+    plugin: DocumentConnector,
+    books: Books,
+    pushed: dict[str, set[str]],
 ) -> tuple[list[Mismatch], dict[str, int]]:
     """Our booked invoices and payments against the remote's records (remote calls)."""
     out: list[Mismatch] = []
@@ -232,8 +235,11 @@ async def compare_documents(
                             instance.id,
                         )
                     )
+        # Records whose reference we never pushed are not ours to judge (another system or a
+        # person created them); one we did push but never booked is a gap in the books.
+        mine = pushed.get(object_type.value, set())
         for ref, found in by_ref.items():
-            if ref not in ours and ref not in books.recent_docs:
+            if ref in mine and ref not in ours and ref not in books.recent_docs:
                 out.append(
                     Mismatch(
                         "remote_unknown",
@@ -335,9 +341,14 @@ class Reconciler:
             settled = await settlements.processor_settlements(
                 session, self.tenant_id, cutoff=cutoff
             )
-            instances = list(
-                await IntegrationsRepository(session, self.tenant_id).enabled_instances()
-            )
+            repo = IntegrationsRepository(session, self.tenant_id)
+            instances = list(await repo.enabled_instances())
+            pushed: dict[uuid.UUID, dict[str, set[str]]] = {}
+            for instance in instances:
+                pushed[instance.id] = {
+                    kind.value: {r.our_id for r in await repo.refs_of(instance.id, kind.value)}
+                    for kind in (ObjectType.INVOICE, ObjectType.PAYMENT)
+                }
             await session.commit()
         checked["processor_payments"] = len(settled)
         mismatches += compare_processor(books, settled)
@@ -346,7 +357,9 @@ class Reconciler:
             await plugin.open()
             try:
                 if isinstance(plugin, DocumentConnector):
-                    found, seen = await compare_documents(instance, plugin, books)
+                    found, seen = await compare_documents(
+                        instance, plugin, books, pushed[instance.id]
+                    )
                 elif isinstance(plugin, JournalConnector):
                     found, seen = await compare_journal(instance, plugin, books)
                 else:

@@ -8,7 +8,9 @@ Never a remote call inside a database transaction. Each push is:
    the remote by our reference first — a previous attempt may have created
    the record and then timed out, crashed or been killed before we recorded
    it. Only when nothing is there do we record what we are about to send
-   (`pending`, committed) and create;
+   (`pending`, with the time, committed) and create. After an unanswered
+   create the search waits until the connector's settle time has passed, so
+   a request the remote was still processing cannot be missed and repeated;
 3. **merge before update**: with an external id, read the record; if it
    changed since our last sync, per-field ownership decides
    (`integrations.merge`); a stale write (412) re-reads and re-merges;
@@ -26,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -41,6 +45,7 @@ from tradeflow.integrations.plugins import (
     ConnectorError,
     DocumentConnector,
     ObjectType,
+    RateLimited,
     RemoteRecord,
     VersionMismatch,
 )
@@ -55,6 +60,10 @@ MAX_MERGE_ROUNDS = 4
 
 class DocumentBusy(ConnectorError):
     """Another sync of the same document holds its lease; retried later."""
+
+
+class Settling(RateLimited):
+    """Not yet: an earlier, unanswered create must have settled before we look it up."""
 
 
 class LeaseLost(ConnectorError):
@@ -78,6 +87,7 @@ class DocumentSync:
     connector: DocumentConnector
     lease_seconds: float = 60.0
     busy_wait_seconds: float = 5.0
+    max_settle_wait: float = 0.0  # wait this long in place for a create to settle, else retry
 
     async def _lease(
         self, object_type: ObjectType, our_id: str
@@ -123,15 +133,22 @@ class DocumentSync:
             row = await IntegrationsRepository(session, self.tenant_id).ref_fenced(ref.id, token)
             if row is None:
                 raise LeaseLost("lease lost before create")
-            row.pending = fields
+            row.pending = {"fields": fields, "sent_at": utcnow().isoformat()}
             await session.commit()
 
     async def push(
-        self, object_type: ObjectType, our_id: str, document: dict[str, Any]
+        self,
+        object_type: ObjectType,
+        our_id: str,
+        document: dict[str, Any] | Callable[[], Awaitable[dict[str, Any]]],
     ) -> PushResult:
-        ours = self.connector.map_out(object_type, document)
+        """Push one document. Pass a loader rather than a dict when the document can change:
+        it is read *under the lease*, so a sync that waited for another never pushes an older
+        version over the newer one that sync just wrote."""
         ref, token, held = await self._lease(object_type, our_id)
         try:
+            loaded = document if isinstance(document, dict) else await document()
+            ours = self.connector.map_out(object_type, loaded)
             result = await self._push_leased(object_type, our_id, ours, ref, token, held)
         except ConnectorError as exc:
             await self._release(ref, token, f"{type(exc).__name__}: {exc}")
@@ -155,11 +172,25 @@ class DocumentSync:
         record: RemoteRecord | None = None
         action = "updated"
         if ref.external_id is None:
+            pending = ref.pending or {}
+            if "sent_at" in pending:
+                # An earlier create went unanswered. The remote may still be working on it:
+                # look only once it has had time to finish, or the look would miss it.
+                sent_at = datetime.fromisoformat(str(pending["sent_at"]))
+                wait = self.connector.settle_seconds() - (utcnow() - sent_at).total_seconds()
+                if 0 < wait <= self.max_settle_wait:
+                    await asyncio.sleep(wait)
+                elif wait > 0:
+                    raise Settling(
+                        f"{object_type.value} {our_id}: an earlier create is unanswered; "
+                        f"looking it up in {wait:.1f} s",
+                        retry_after=wait,
+                    )
             found = await self.connector.find_by_reference(object_type, our_id)
             if found:
                 # An earlier attempt got through before we heard back: link, do not create.
                 record = min(found, key=lambda r: _natural_key(r.external_id))
-                base = ref.pending or ours
+                base = pending.get("fields") or ours
                 last_ours, last_theirs = base, base
                 action = "linked"
                 if len(found) > 1:

@@ -153,6 +153,9 @@ class ConnectorTransport:
             connector_id=instance.id,
             connector=plugin,
             lease_seconds=self.settings.delivery_lease_seconds,
+            # Waiting in place for an unanswered create to settle is cheaper than a retry,
+            # as long as the rest of the attempt still fits its time budget.
+            max_settle_wait=self.settings.webhooks_timeout_seconds / 3,
         )
         event = item.event
         payload = event.payload
@@ -189,29 +192,41 @@ class ConnectorTransport:
     async def _customer(
         self, sync: DocumentSync, plugin: DocumentConnector, customer_id: uuid.UUID
     ) -> str:
-        async with self.db.tenant_session(sync.tenant_id) as session:
-            doc = await documents.customer_document(session, customer_id)
-            await session.commit()
-        res = await sync.push(ObjectType.CUSTOMER, doc["id"], doc)
+        async def load() -> dict[str, Any]:
+            async with self.db.tenant_session(sync.tenant_id) as session:
+                doc = await documents.customer_document(session, customer_id)
+                await session.commit()
+            return doc
+
+        res = await sync.push(ObjectType.CUSTOMER, str(customer_id), load)
         return res.external_id
 
     async def _invoice(
         self, sync: DocumentSync, plugin: DocumentConnector, invoice_id: uuid.UUID
     ) -> str:
-        async with self.db.tenant_session(sync.tenant_id) as session:
-            try:
-                doc = await documents.invoice_document(session, invoice_id)
-            except Exception as exc:
-                raise NotReady(f"invoice {invoice_id} is not readable yet: {exc}") from exc
-            await session.commit()
+        async def read() -> dict[str, Any]:
+            async with self.db.tenant_session(sync.tenant_id) as session:
+                try:
+                    doc = await documents.invoice_document(session, invoice_id)
+                except Exception as exc:
+                    raise NotReady(f"invoice {invoice_id} is not readable yet: {exc}") from exc
+                await session.commit()
+            return doc
+
+        customer_ext = None
         if plugin.supports(ObjectType.CUSTOMER):
             # The invoice refers to the customer by their id: make sure it is there first
             # (customer changes travel on their own events, so a known id is enough).
-            known = await self._external_id(sync, ObjectType.CUSTOMER, doc["customer_id"])
-            doc["customer_external_id"] = known or await self._customer(
-                sync, plugin, uuid.UUID(doc["customer_id"])
-            )
-        res = await sync.push(ObjectType.INVOICE, doc["id"], doc)
+            customer_id = (await read())["customer_id"]
+            known = await self._external_id(sync, ObjectType.CUSTOMER, customer_id)
+            customer_ext = known or await self._customer(sync, plugin, uuid.UUID(customer_id))
+
+        async def load() -> dict[str, Any]:
+            doc = await read()
+            doc["customer_external_id"] = customer_ext
+            return doc
+
+        res = await sync.push(ObjectType.INVOICE, str(invoice_id), load)
         return res.external_id
 
     async def _invoice_ref(

@@ -113,6 +113,13 @@ class RestErpConfig(ConnectorConfig):
     )
     version_field: str = Field(default="version", description="Their record's version marker.")
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    settle_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="After a create went unanswered, wait this long before looking it up "
+        "(the ERP may still be processing it). Default: twice `timeout_seconds`.",
+    )
     objects: dict[ObjectType, ObjectMapping] = Field(default_factory=dict)
 
     @field_validator("base_url")
@@ -201,6 +208,11 @@ class RestErpConnector(DocumentConnector):
 
     def reference_name(self) -> str:
         return self.config.reference_field
+
+    def settle_seconds(self) -> float:
+        if self.config.settle_seconds is not None:
+            return self.config.settle_seconds
+        return 2 * self.config.timeout_seconds
 
     def remote_field(self, object_type: ObjectType, our_field: str) -> str | None:
         for theirs, ours in self.mapping(object_type).fields.items():

@@ -54,11 +54,13 @@ NameFilter = Annotated[
 def router_for(settings: Settings) -> APIRouter:
     """The catalog's routes, with the process's media folder and price cache configured."""
     from tradeflow.catalog.price_endpoints import router as price_router
+    from tradeflow.catalog.quote_endpoints import router as quote_router
 
     configure(settings)
     combined = APIRouter()
     combined.include_router(router)
     combined.include_router(price_router)
+    combined.include_router(quote_router)
     return combined
 
 

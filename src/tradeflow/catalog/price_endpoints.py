@@ -1,4 +1,4 @@
-"""`/v1/price-lists` (+ entries), `/v1/contract-prices` and `/v1/prices/quote`.
+"""`/v1/price-lists` (+ entries) and `/v1/contract-prices`.
 
 Staff read with `prices:read` and change with `prices:write`. Buyers hold
 `prices:read` but see only what prices them: the base lists, their group's
@@ -15,10 +15,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from tradeflow.catalog import prices, service
+from tradeflow.catalog import prices
 from tradeflow.catalog.models import ContractPrice, PriceList, PriceListEntry
 from tradeflow.catalog.schemas import (
-    MAX_QUANTITY,
     ContractPriceIn,
     ContractPriceOut,
     ContractPricePatch,
@@ -28,12 +27,9 @@ from tradeflow.catalog.schemas import (
     PriceListIn,
     PriceListOut,
     PriceListPatch,
-    QuoteOut,
-    RuleOut,
     SkuCode,
 )
 from tradeflow.customers import service as customers
-from tradeflow.errors import UnprocessableEntity
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
 from tradeflow.kit.currency import CurrencyCode
@@ -437,64 +433,3 @@ async def delete_contract_price(
     """End a contract price. Emits `contract_price.changed`."""
     await prices.delete_contract_price(session, principal.tenant_id, contract_price_id)
     return Response(status_code=204)
-
-
-# -- quote -------------------------------------------------------------------------------------
-@router.get(
-    "/prices/quote",
-    response_model=QuoteOut,
-    tags=["prices"],
-    responses=problems(401, 403, 404, 422, 429),
-)
-async def get_quote(
-    principal: Read,
-    session: TenantSession,
-    sku: Annotated[SkuCode, Query(description="The SKU code.")],
-    quantity: Annotated[int, Query(ge=1, le=MAX_QUANTITY)] = 1,
-    customer_id: Annotated[
-        uuid.UUID | None, Query(description="Required for staff; buyers: their own, the default.")
-    ] = None,
-    on: Annotated[
-        AwareDatetime | None, Query(description="Price valid at this instant; default now.")
-    ] = None,
-) -> QuoteOut:
-    """The customer's unit price for `quantity` of `sku`, and the rule that won, explained.
-
-    Precedence: contract price > the customer's group price list > base price
-    (less the group's discount); within a list, the highest tier whose
-    `min_quantity` ≤ quantity; windows include their start, exclude their end.
-    See docs/pricing.md. Unknown SKU or customer → 404; inactive SKU or no
-    applicable price → 422.
-    """
-    if principal.is_buyer:
-        if customer_id is not None and customer_id != principal.customer_id:
-            raise customers.CustomerNotFound(f"No customer {customer_id}.", field="customer_id")
-        customer_id = principal.customer_id
-    if customer_id is None:
-        raise UnprocessableEntity("customer_id is required.", field="customer_id")
-    q = await service.quote(session, customer_id=customer_id, sku=sku, quantity=quantity, on=on)
-    return _quote_out(q)
-
-
-def _quote_out(q: service.PriceQuote) -> QuoteOut:
-    return QuoteOut(
-        customer_id=q.customer_id,
-        sku=q.sku,
-        sku_id=q.sku_id,
-        product_id=q.product_id,
-        name=q.name,
-        unit=q.unit,
-        quantity=q.quantity,
-        on=q.on,
-        unit_price_minor=q.unit_price_minor,
-        amount_minor=q.amount_minor,
-        currency=q.currency,
-        rule=RuleOut(
-            kind=q.rule.kind,
-            id=q.rule.id,
-            name=q.rule.name,
-            min_quantity=q.rule.min_quantity,
-            detail=q.rule.detail,
-            considered=list(q.rule.considered),
-        ),
-    )

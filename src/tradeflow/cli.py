@@ -24,8 +24,12 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-HostOpt = Annotated[str | None, typer.Option("--host", help="Interface to bind (default from settings).")]
-PortOpt = Annotated[int | None, typer.Option("--port", help="Port to bind (default from settings).")]
+HostOpt = Annotated[
+    str | None, typer.Option("--host", help="Interface to bind (default from settings).")
+]
+PortOpt = Annotated[
+    int | None, typer.Option("--port", help="Port to bind (default from settings).")
+]
 
 
 def settings_or_exit(**overrides: object) -> Settings:
@@ -41,7 +45,9 @@ def settings_or_exit(**overrides: object) -> Settings:
 
 @app.command()
 def up(
-    demo: Annotated[bool, typer.Option("--demo", help="Seed a demo seller and write its credentials.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed a demo seller and write its credentials.")
+    ] = False,
     host: HostOpt = None,
     port: PortOpt = None,
 ) -> None:
@@ -51,7 +57,7 @@ def up(
     from tradeflow.events.worker import run_worker
     from tradeflow.kit.keyring import load_keyring
     from tradeflow.observability.tracing import configure_tracing
-    from tradeflow.runtime import migrate, open_database, prepare_home, uvicorn_task
+    from tradeflow.runtime import migrate, open_database, prepare_home, run_async, uvicorn_task
 
     settings = settings_or_exit(host=host, port=port)
     home = prepare_home(settings)
@@ -78,13 +84,15 @@ def up(
             from tradeflow.cli_payments import demo_tasks
             from tradeflow.runtime import _serve_until_signal
 
-            console.print(f"[bold green]Tradeflow[/] listening on {settings.base_url}  (Ctrl-C stops)")
+            console.print(
+                f"[bold green]Tradeflow[/] listening on {settings.base_url}  (Ctrl-C stops)"
+            )
             try:
                 await _serve_until_signal([serve, worker, *demo_tasks(settings, handle.url, demo)])
             finally:
                 await db.dispose()
 
-        asyncio.run(main())
+        run_async(main)
     console.print("[bold]Tradeflow stopped.[/]")
 
 
@@ -129,7 +137,7 @@ def worker() -> None:
     from tradeflow.db import Database
     from tradeflow.events.worker import run_worker
     from tradeflow.kit.keyring import load_keyring
-    from tradeflow.runtime import _serve_until_signal, open_database, prepare_home
+    from tradeflow.runtime import _serve_until_signal, open_database, prepare_home, run_async
 
     settings = settings_or_exit()
     prepare_home(settings)
@@ -151,7 +159,7 @@ def worker() -> None:
             finally:
                 await db.dispose()
 
-        asyncio.run(main())
+        run_async(main)
 
 
 @app.command(name="migrate")
@@ -161,9 +169,8 @@ def migrate_cmd() -> None:
 
     settings = settings_or_exit()
     prepare_home(settings)
-    with open_database(settings) as handle:
-        with console.status("applying migrations…"):
-            migrate(settings, handle.url)
+    with open_database(settings) as handle, console.status("applying migrations…"):
+        migrate(settings, handle.url)
     console.print("[green]database is at the latest revision[/]")
 
 

@@ -345,14 +345,17 @@ class LedgerRepository:
         rows = await self.session.execute(stmt)
         return [BalanceRow(a, c, int(d), int(cr)) for a, c, d, cr in rows.tuples().all()]
 
-    async def account_currencies(self, account_id: uuid.UUID, *, limit: int = 2) -> list[str]:
-        rows = await self.session.scalars(
-            select(Line.currency)
-            .where(Line.tenant_id == self.tenant_id, Line.account_id == account_id)
-            .distinct()
-            .limit(limit)
-        )
-        return list(rows)
+    async def account_currencies(self, account_id: uuid.UUID) -> list[str]:
+        """The lowest and highest currency the account holds (one item if only one, none if
+        empty): two index look-ups, however many lines the account has."""
+        low, high = (
+            await self.session.execute(
+                select(func.min(Line.currency), func.max(Line.currency)).where(
+                    Line.tenant_id == self.tenant_id, Line.account_id == account_id
+                )
+            )
+        ).one()
+        return [c for c in dict.fromkeys((low, high)) if c is not None]
 
     async def sum_before(
         self,

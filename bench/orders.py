@@ -37,6 +37,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
@@ -154,6 +155,32 @@ async def seed(url: str, home: Path) -> dict[str, Any]:
         await db.dispose()
 
 
+def cpu_seconds(root_pids: list[int], *, marker: str | None = None) -> float:
+    """User + system CPU of the given processes and their children (and, with `marker`,
+    of every process whose command line contains it: the PostgreSQL backends)."""
+    procs: dict[int, psutil.Process] = {}
+    for pid in root_pids:
+        try:
+            p = psutil.Process(pid)
+            procs[p.pid] = p
+            procs.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    if marker:
+        for p in psutil.process_iter(["cmdline"]):
+            if marker in " ".join(p.info["cmdline"] or []):
+                procs[p.pid] = p
+                procs.update({c.pid: c for c in p.children(recursive=True)})
+    total = 0.0
+    for p in procs.values():
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 # -- the API process --------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -250,6 +277,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    warm: int = 0  # requests outside the measured window (warm-up and the tail)
 
     def add(self, status: int, seconds: float) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -287,6 +315,8 @@ async def load(port: int, connections: int, seconds: float, make: Any, warmup: f
                 t1 = time.monotonic()
                 if t0 >= measure_from and t1 <= stop_at:
                     run.add(status, t1 - t0)
+                else:
+                    run.warm += 1
                 i += 1
         finally:
             conn.close()
@@ -357,7 +387,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         def fresh(n: int, i: int) -> tuple[str, str, bytes, dict[str, str]]:
             return "POST", "/v1/orders", body, {**auth, "Idempotency-Key": f"{run_id}-{n}-{i}"}
 
+        pg_marker = str(home / "pgdata") if server is not None else None
+        api_cpu0 = cpu_seconds([api.pid])
+        pg_cpu0 = cpu_seconds([], marker=pg_marker) if pg_marker else 0.0
+        own0 = time.process_time()
         created = await load(port, args.connections, args.seconds, fresh)
+        n_created = max(1, sum(created.statuses.values()) + created.warm)
+        api_cpu = (cpu_seconds([api.pid]) - api_cpu0) / n_created * 1000
+        pg_cpu = (cpu_seconds([], marker=pg_marker) - pg_cpu0) if pg_marker else 0.0
+        pg_cpu = pg_cpu / n_created * 1000
+        client_cpu = (time.process_time() - own0) / n_created * 1000
 
         # Replay: every connection re-sends one of the keys it stored above.
         def replay(n: int, i: int) -> tuple[str, str, bytes, dict[str, str]]:
@@ -387,6 +426,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": args.seconds,
             "api_workers": args.api_workers,
             "cpus": os.cpu_count(),
+            "cpu_ms_per_order": {
+                "api": round(api_cpu, 2),
+                "postgres": round(pg_cpu, 2),
+                "load_generator": round(client_cpu, 2),
+            },
+            "load_average_1m": round(os.getloadavg()[0], 2),
         }
     finally:
         if api is not None:

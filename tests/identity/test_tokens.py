@@ -217,3 +217,30 @@ async def test_disabling_a_user_ends_their_sessions(
 def test_derived_signing_key_differs_per_master_key(keyring: Keyring) -> None:
     other = Keyring(keys={"x1": base64.b64decode(base64.b64encode(b"\x01" * 32))}, active="x1")
     assert keyring.derive(keyring.active, JWT_PURPOSE) != other.derive("x1", JWT_PURPOSE)
+
+
+async def test_concurrent_refreshes_with_one_token_let_exactly_one_through(
+    settings: object, committed: Database, keyring: Keyring
+) -> None:
+    """Two racing refreshes of one token: one wins, the other is a reuse (separate connections)."""
+    import asyncio
+
+    from httpx import ASGITransport
+
+    from tradeflow.app import create_app
+
+    app = create_app(settings, committed, keyring=keyring)  # type: ignore[arg-type]
+    transport = ASGITransport(app=app, client=("127.0.0.1", 7))
+    async with AsyncClient(transport=transport, base_url="http://t") as c:
+        tenant = await make_tenant(committed)
+        made = await make_user(committed, tenant)
+        refresh = (await login(c, made)).json()["refresh_token"]
+        results = await asyncio.gather(
+            *(c.post("/v1/auth/refresh", json={"refresh_token": refresh}) for _ in range(2))
+        )
+    assert sorted(r.status_code for r in results) == [200, 401]
+    # The loser's reuse revoked the family, so even the winner's new tokens are dead.
+    winner = next(r for r in results if r.status_code == 200).json()
+    async with AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.post("/v1/auth/refresh", json={"refresh_token": winner["refresh_token"]})
+    assert r.status_code == 401

@@ -34,6 +34,7 @@ from tradeflow.events import publish
 from tradeflow.identity import service as identity
 from tradeflow.identity.principal import BuyerRole, Principal
 from tradeflow.kit.etag import check_if_match
+from tradeflow.kit.pagination import PageRequest
 from tradeflow.kit.time import utcnow
 
 # Who may approve a buyer's order that is over their spending limit.
@@ -269,7 +270,7 @@ async def delete_group(session: AsyncSession, tenant_id: uuid.UUID, group_id: uu
 
 
 async def list_groups(
-    session: AsyncSession, tenant_id: uuid.UUID, page: Any, *, name: str | None = None
+    session: AsyncSession, tenant_id: uuid.UUID, page: PageRequest, *, name: str | None = None
 ) -> tuple[list[CustomerGroup], str | None]:
     return await CustomersRepository(session, tenant_id).list_groups(page, name=name)
 
@@ -369,7 +370,7 @@ async def update_customer(
 
 
 async def list_customers(
-    session: AsyncSession, tenant_id: uuid.UUID, page: Any, **filters: Any
+    session: AsyncSession, tenant_id: uuid.UUID, page: PageRequest, **filters: Any
 ) -> tuple[list[Customer], str | None]:
     return await CustomersRepository(session, tenant_id).list_customers(page, **filters)
 
@@ -478,7 +479,7 @@ async def list_buyers(
     session: AsyncSession,
     tenant_id: uuid.UUID,
     customer_id: uuid.UUID,
-    page: Any,
+    page: PageRequest,
     *,
     role: str | None = None,
 ) -> tuple[list[BuyerProfile], str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,7 +93,7 @@ async def _price_list(
 async def _announce_list(
     repo: CatalogRepository,
     price_list: PriceList,
-    change: str,
+    change: Literal["created", "updated", "deleted", "entries_changed"],
     *,
     sku_ids: Sequence[uuid.UUID] = (),
 ) -> None:
@@ -302,7 +302,7 @@ async def list_entries(
 
 # -- contract prices ---------------------------------------------------------------------------
 async def _announce_contract(
-    repo: CatalogRepository, contract: ContractPrice, sku_code: str, change: str
+    repo: CatalogRepository, contract: ContractPrice, sku_code: str, change: events.Change
 ) -> None:
     version = await repo.bump_pricing_version()
     await publish(

@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Select, Table, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,12 @@ from tradeflow.orders.models import (
 )
 
 OPEN_INVOICE_STATUSES = ("open", "partially_paid")
+# Table-level (Core) statements for the hot path: cached once, no ORM entity processing.
+_ORDERS = cast(Table, Order.__table__)
+_LINES = cast(Table, OrderLine.__table__)
+_TAX = cast(Table, TaxRate.__table__)
+_INSERT_ORDER = insert(_ORDERS)
+_INSERT_LINE = insert(_LINES)
 
 
 def session_tenant() -> ColumnElement[Any]:
@@ -50,9 +56,10 @@ class OrdersRepository:
 
     # -- tax rates ----------------------------------------------------------------------------
     async def active_tax_rates(self) -> list[tuple[uuid.UUID, str, Decimal, bool]]:
+        tax = _TAX.c
         rows = await self.session.execute(
-            select(TaxRate.id, TaxRate.code, TaxRate.rate, TaxRate.is_default).where(
-                self._t(TaxRate.tenant_id), TaxRate.active.is_(True)
+            select(tax.id, tax.code, tax.rate, tax.is_default).where(
+                self._t(tax.tenant_id), tax.active.is_(True)
             )
         )
         return [(r.id, r.code, r.rate, r.is_default) for r in rows]
@@ -87,8 +94,9 @@ class OrdersRepository:
 
     # -- orders -------------------------------------------------------------------------------
     async def insert_order(self, values: dict[str, Any], lines: Sequence[dict[str, Any]]) -> None:
-        await self.session.execute(insert(Order).values(**values))
-        await self.session.execute(insert(OrderLine), list(lines))
+        # The lines go as one multi-row INSERT.
+        await self.session.execute(_INSERT_ORDER, values)
+        await self.session.execute(_INSERT_LINE, list(lines))
 
     async def order(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
         stmt = select(Order).where(self._t(Order.tenant_id), Order.id == order_id)

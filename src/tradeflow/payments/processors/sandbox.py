@@ -8,12 +8,15 @@ Standard Webhooks signature checks on what the sandbox sends back.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import certifi
 import httpx
 from pydantic import Field, SecretStr, field_validator
 from standardwebhooks.webhooks import Webhook
@@ -58,6 +61,12 @@ class SandboxConfig(ProcessorConfig):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs more than a whole local payment; do it once per process.
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _charge(obj: Mapping[str, Any]) -> ChargeState:
@@ -111,6 +120,7 @@ class SandboxProcessor(Processor):
             self._http = httpx.AsyncClient(
                 base_url=self.config.base_url,
                 timeout=self.config.timeout_seconds,
+                verify=_tls_context(),
                 headers={
                     "authorization": f"Bearer {self.config.api_key.get_secret_value()}",
                     "user-agent": "tradeflow",

@@ -356,6 +356,92 @@ def pgbench(url: str, tenant: str, customer: str, clients: int, seconds: int) ->
     return {"tps": tps, "latency_avg_ms": lat}
 
 
+# -- where the API's CPU goes (in-process, sequential) ----------------------------------------
+BREAKDOWN = [
+    # (module, class or "", function, label): the calls on the path of one POST /v1/orders
+    ("tradeflow.identity.auth", "", "_resolve_api_key", "auth: API key look-up"),
+    ("tradeflow.orders.endpoints", "", "claim", "idempotency: claim"),
+    ("tradeflow.orders.service", "", "place_order", "orders: place_order (all of it)"),
+    ("tradeflow.catalog.service", "", "resolve_skus", "  catalog: resolve_skus"),
+    ("tradeflow.catalog.service", "", "quote_many", "  catalog: quote_many"),
+    ("tradeflow.orders.repository", "OrdersRepository", "active_tax_rates", "  orders: tax"),
+    ("tradeflow.orders.repository", "OrdersRepository", "insert_order", "  orders: inserts"),
+    ("tradeflow.orders.service", "", "publish", "  events: publish"),
+    ("tradeflow.kit.idempotency", "Idempotency", "save", "idempotency: save response"),
+]
+
+
+async def breakdown(n: int) -> dict[str, float]:
+    """CPU milliseconds per order spent in each step, the app called in-process one request at
+    a time (so process CPU time between entry and exit belongs to that step)."""
+    import importlib
+
+    from httpx import ASGITransport, AsyncClient
+
+    spent: dict[str, float] = dict.fromkeys([label for *_, label in BREAKDOWN], 0.0)
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        async def timed(*a: Any, **k: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return await fn(*a, **k)
+            finally:
+                spent[label] += time.process_time() - c0
+
+        setattr(owner, name, timed)
+
+    for module, cls, name, label in BREAKDOWN:
+        owner = importlib.import_module(module)
+        wrap(getattr(owner, cls) if cls else owner, name, label)
+
+    home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
+    server_url, server = start_server(home)
+    url = create_database(server_url)
+    try:
+        from tradeflow.app import create_app
+        from tradeflow.config import load_settings
+        from tradeflow.db import Database
+        from tradeflow.kit.keyring import load_keyring
+        from tradeflow.migrations import upgrade
+        from tradeflow.observability.logging import configure_logging
+
+        upgrade(url)
+        seeded = await seed(url, home)
+        settings = load_settings(database_url=url, home=home, ratelimit_enabled=False)
+        configure_logging("warning", "json")
+        db = Database.from_settings(settings, url)
+        app = create_app(settings, db, keyring=load_keyring(settings))
+        body = {
+            "customer_id": seeded["customer_id"],
+            "currency": "EUR",
+            "lines": [{"sku": sku, "quantity": 2} for sku in seeded["skus"]],
+        }
+        auth = {"Authorization": f"Bearer {seeded['token']}"}
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+            for i in range(30):
+                await c.post("/v1/orders", json=body, headers={**auth, "Idempotency-Key": f"w{i}"})
+            for label in spent:
+                spent[label] = 0.0
+            c0 = time.process_time()
+            for i in range(n):
+                r = await c.post(
+                    "/v1/orders", json=body, headers={**auth, "Idempotency-Key": str(i)}
+                )
+                assert r.status_code == 201, r.text
+            total = time.process_time() - c0
+        await db.dispose()
+        out = {label: round(v / n * 1000, 2) for label, v in spent.items()}
+        out["whole request (incl. in-process client)"] = round(total / n * 1000, 2)
+        return out
+    finally:
+        drop_database(server_url, url)
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 # -- main -------------------------------------------------------------------------------------
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
@@ -431,6 +517,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "postgres": round(pg_cpu, 2),
                 "load_generator": round(client_cpu, 2),
             },
+            # What the machine's cores could sustain if the API, PostgreSQL and the load
+            # generator had them to themselves: cores / CPU per order. On a shared machine
+            # (load average above the core count) this is the figure to compare.
+            "cpu_bound_orders_per_s": round(
+                (os.cpu_count() or 1) * 1000 / max(0.001, api_cpu + pg_cpu + client_cpu), 1
+            ),
             "load_average_1m": round(os.getloadavg()[0], 2),
         }
     finally:
@@ -448,7 +540,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument(
+        "--breakdown",
+        type=int,
+        metavar="N",
+        help="Instead: N orders in-process, one at a time, and the CPU ms per order of each step.",
+    )
     args = parser.parse_args()
+    if args.breakdown:
+        print(json.dumps(asyncio.run(breakdown(args.breakdown)), indent=2))
+        return
     result = asyncio.run(bench(args))
     print(json.dumps(result, indent=2))
     checks = {

@@ -431,15 +431,45 @@ async def breakdown(n: int) -> dict[str, float]:
                 )
                 assert r.status_code == 201, r.text
             total = time.process_time() - c0
-        await db.dispose()
         out = {label: round(v / n * 1000, 2) for label, v in spent.items()}
         out["whole request (incl. in-process client)"] = round(total / n * 1000, 2)
+        out.update(await statement_costs(db, uuid.UUID(seeded["tenant_id"])))
+        await db.dispose()
         return out
     finally:
         drop_database(server_url, url)
         if server is not None:
             server.cleanup()
         shutil.rmtree(home, ignore_errors=True)
+
+
+async def statement_costs(db: Any, tenant_id: uuid.UUID, n: int = 2000) -> dict[str, float]:
+    """CPU µs of one small statement through each layer, on one tenant session."""
+    from sqlalchemy import select, text
+
+    from tradeflow.orders.models import TaxRate
+
+    out: dict[str, float] = {}
+    async with db.tenant_session(tenant_id) as s:
+        table = TaxRate.__table__.c
+        stmts: list[tuple[str, Any]] = [
+            ("µs/statement: session text SELECT 1", text("SELECT 1")),
+            ("µs/statement: session ORM select", select(TaxRate).where(TaxRate.active)),
+            ("µs/statement: session Core select", select(table.id).where(table.active)),
+        ]
+        for label, stmt in stmts:
+            for _ in range(100):
+                (await s.execute(stmt)).all()
+            c0 = time.process_time()
+            for _ in range(n):
+                (await s.execute(stmt)).all()
+            out[label] = round((time.process_time() - c0) / n * 1e6)
+        raw = (await (await s.connection()).get_raw_connection()).driver_connection
+        c0 = time.process_time()
+        for _ in range(n):
+            await raw.fetch("SELECT 1")
+        out["µs/statement: raw asyncpg SELECT 1"] = round((time.process_time() - c0) / n * 1e6)
+    return out
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -548,7 +578,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.breakdown:
-        print(json.dumps(asyncio.run(breakdown(args.breakdown)), indent=2))
+        print(json.dumps(asyncio.run(breakdown(args.breakdown)), indent=2, ensure_ascii=False))
         return
     result = asyncio.run(bench(args))
     print(json.dumps(result, indent=2))

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from httpx import AsyncClient
+from prometheus_client import REGISTRY
 
 from orders.factories import World
 from payments.factories import connect_sandbox, invoiced_order, pay
@@ -128,8 +129,11 @@ async def test_processor_down_is_a_clear_error_with_nothing_written_and_retry_wo
     merchant = await connect_sandbox(client, world, sandbox_proc, sandbox)
     order = await invoiced_order(client, world)
     await sandbox.down()
+    unavailable = {"processor": "sandbox", "kind": "authorize", "outcome": "unavailable"}
+    before = REGISTRY.get_sample_value("tradeflow_processor_calls_total", unavailable) or 0
     r = await pay(client, world, order["invoice_id"], key="while-down")
     assert r.status_code == 503, r.text
+    assert REGISTRY.get_sample_value("tradeflow_processor_calls_total", unavailable) == before + 1
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["type"].endswith("processor-unavailable")
     assert "nothing was charged" in r.json()["detail"]

@@ -182,6 +182,10 @@ async def test_badly_signed_webhooks_are_refused_with_401(
     assert (await pay(live.client, world, order["invoice_id"])).status_code == 201
     hooks = await eventually(lambda: _attempted(sandbox, merchant.account_id))
     assert {a["status_code"] for a in hooks[0]["attempt_log"]} == {401}
+    metrics = (await live.client.get("/metrics")).text
+    assert 'tradeflow_processor_webhooks_total{processor="sandbox",result="bad_signature"}' in (
+        metrics
+    )
     assert await stored_webhooks(committed, world.tenant_id) == []
 
     body = json.dumps(

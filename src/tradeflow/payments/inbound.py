@@ -28,7 +28,7 @@ from tradeflow.db import Database
 from tradeflow.events import publish
 from tradeflow.kit.keyring import Keyring
 from tradeflow.kit.time import utcnow
-from tradeflow.payments import configuration, facts
+from tradeflow.payments import configuration, facts, metrics
 from tradeflow.payments.errors import WebhookInvalid, WebhookSignatureError, WebhookStale
 from tradeflow.payments.events import ProcessorEventReceived
 from tradeflow.payments.models import Payment, Refund
@@ -66,28 +66,34 @@ async def receive(
     # which accounts are connected.
     unverified = WebhookSignatureError("The webhook signature does not verify.")
     if account is None:
+        metrics.PROCESSOR_WEBHOOKS.labels(processor, "bad_signature").inc()
         raise unverified
     async with db.system_session() as session:
         row = await config_for_account(session, processor, account)
         loaded = configuration.load(keyring, row) if row is not None else None
     if loaded is None:
+        metrics.PROCESSOR_WEBHOOKS.labels(processor, "bad_signature").inc()
         raise unverified
     plugin = loaded.build()
     try:
         event = plugin.verify_webhook(body, headers, now=now or utcnow())
     except WebhookSignatureInvalid as exc:
+        metrics.PROCESSOR_WEBHOOKS.labels(processor, "bad_signature").inc()
         log.warning("processor_webhook_unverified", processor=processor, reason=str(exc))
         raise WebhookSignatureError(f"The webhook signature does not verify: {exc}.") from exc
     except WebhookTimestampStale as exc:
+        metrics.PROCESSOR_WEBHOOKS.labels(processor, "stale").inc()
         log.warning("processor_webhook_stale", processor=processor, reason=str(exc))
         raise WebhookStale(f"{exc}.") from exc
     except WebhookPayloadInvalid as exc:
+        metrics.PROCESSOR_WEBHOOKS.labels(processor, "invalid").inc()
         raise WebhookInvalid(f"{exc}.") from exc
     finally:
         await plugin.aclose()
     async with db.tenant_session(loaded.tenant_id) as session:
         stored = await store(session, tenant_id=loaded.tenant_id, processor=processor, event=event)
         await session.commit()
+    metrics.PROCESSOR_WEBHOOKS.labels(processor, "duplicate" if stored is None else "stored").inc()
     return Received(loaded.tenant_id, event.external_id, duplicate=stored is None)
 
 

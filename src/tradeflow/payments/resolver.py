@@ -27,7 +27,7 @@ import structlog
 from tradeflow.db import Database
 from tradeflow.kit.keyring import Keyring
 from tradeflow.kit.time import utcnow
-from tradeflow.payments import configuration, facts
+from tradeflow.payments import configuration, facts, metrics
 from tradeflow.payments.models import ProcessorOperation
 from tradeflow.payments.processors.base import ChargeState, ProcessorError, RefundState
 from tradeflow.payments.repository import OPEN_OPERATION, PaymentsRepository, due_operations
@@ -73,6 +73,8 @@ async def resolve_due(
         )
         report.checked += 1
         report.outcomes[str(op_id)] = outcome
+        if outcome != "settled":
+            metrics.RESOLVED.labels(outcome).inc()
         if outcome == "retry":
             report.retry += 1
         elif outcome != "settled":

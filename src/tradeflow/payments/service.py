@@ -21,6 +21,7 @@ functions here never commit.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from tradeflow.kit.idempotency import (
 from tradeflow.kit.ids import uuid7
 from tradeflow.kit.keyring import Keyring
 from tradeflow.kit.time import utcnow
-from tradeflow.payments import configuration, facts
+from tradeflow.payments import configuration, facts, metrics
 from tradeflow.payments.configuration import LoadedConfig
 from tradeflow.payments.errors import (
     InvalidPaymentRequest,
@@ -169,6 +170,29 @@ def new_operation(
 
 async def call(begun: Begun) -> Outcome:
     """Make the processor call of `begun`, outside any transaction; never raises."""
+    started = time.perf_counter()
+    outcome = await _call(begun)
+    processor = begun.processor.processor
+    metrics.PROCESSOR_CALL_LATENCY.labels(processor, begun.kind).observe(
+        time.perf_counter() - started
+    )
+    metrics.PROCESSOR_CALLS.labels(processor, begun.kind, _outcome_label(outcome)).inc()
+    return outcome
+
+
+def _outcome_label(outcome: Outcome) -> str:
+    if isinstance(outcome, ProcessorUnavailable):
+        return "unavailable"
+    if isinstance(outcome, ProcessorRejected):
+        return "rejected"
+    if isinstance(outcome, ProcessorError):
+        return "unknown"
+    if outcome.status == "failed":
+        return "declined"
+    return "answered"
+
+
+async def _call(begun: Begun) -> Outcome:
     key = facts.operation_key(begun.operation_id, begun.kind)
     try:
         async with begun.processor.build() as processor:

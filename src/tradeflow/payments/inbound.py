@@ -16,6 +16,7 @@ the consumption record.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,9 +124,17 @@ async def store(
                 object_id=event.object_id,
             ),
             tenant_id=tenant_id,
-            aggregate_id=f"{processor}:{event.object_id or event.external_id}",
+            aggregate_id=_aggregate_id(processor, event.object_id or event.external_id),
         )
     return webhook_id
+
+
+def _aggregate_id(processor: str, object_id: str) -> str:
+    # Events about one processor object apply in turn; the outbox keeps ids to 100 characters.
+    value = f"{processor}:{object_id}"
+    if len(value) <= 100:
+        return value
+    return f"{processor}:sha256:{hashlib.sha256(object_id.encode()).hexdigest()}"[:100]
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

@@ -147,9 +147,22 @@ def make_app(settings: Settings, db: Database, keyring: Keyring) -> Any:
     return create_app(settings, db, keyring=keyring)
 
 
+@pytest.fixture(scope="session")
+def shared_app(settings: Settings, db: Database, keyring: Keyring) -> Any:
+    """One app per test worker: building the routes costs more than most tests."""
+    return make_app(settings, db, keyring)
+
+
 @pytest.fixture
-async def app(settings: Settings, rolled_back: Database, keyring: Keyring) -> Any:
-    return make_app(settings, rolled_back, keyring)
+async def app(shared_app: Any, rolled_back: Database) -> AsyncIterator[Any]:
+    """The shared app on this test's rolled-back transaction; `app.state` restored afterwards."""
+    assert shared_app.state.db is rolled_back
+    saved = dict(shared_app.state._state)
+    try:
+        yield shared_app
+    finally:
+        shared_app.state._state.clear()
+        shared_app.state._state.update(saved)
 
 
 @pytest.fixture

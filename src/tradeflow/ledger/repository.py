@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, exists, func, select, tuple_
+from sqlalchemy import Select, Table, and_, exists, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,6 +67,9 @@ class StatementRow:
     customer_id: uuid.UUID | None
     debit_minor: int
     credit_minor: int
+
+
+_LINES = cast(Table, Line.__table__)
 
 
 def _check_cursor(page: PageRequest, *types: type) -> None:
@@ -207,25 +210,26 @@ class LedgerRepository:
     async def insert_lines(
         self, *, entry_id: uuid.UUID, currency: str, posted_at: datetime, lines: Sequence[NewLine]
     ) -> None:
+        # A Core executemany: the compiled INSERT is cached (a multi-VALUES statement would
+        # be compiled anew for every entry) and the driver pipelines the rows.
         await self.session.execute(
-            insert(Line).values(
-                [
-                    {
-                        "id": uuid7(),
-                        "tenant_id": self.tenant_id,
-                        "entry_id": entry_id,
-                        "line_no": n,
-                        "account_id": line.account_id,
-                        "currency": currency,
-                        "debit_minor": line.debit_minor,
-                        "credit_minor": line.credit_minor,
-                        "customer_id": line.customer_id,
-                        "memo": line.memo,
-                        "posted_at": posted_at,
-                    }
-                    for n, line in enumerate(lines, start=1)
-                ]
-            )
+            insert(_LINES),
+            [
+                {
+                    "id": uuid7(),
+                    "tenant_id": self.tenant_id,
+                    "entry_id": entry_id,
+                    "line_no": n,
+                    "account_id": line.account_id,
+                    "currency": currency,
+                    "debit_minor": line.debit_minor,
+                    "credit_minor": line.credit_minor,
+                    "customer_id": line.customer_id,
+                    "memo": line.memo,
+                    "posted_at": posted_at,
+                }
+                for n, line in enumerate(lines, start=1)
+            ],
         )
 
     async def entry(self, entry_id: uuid.UUID) -> Entry | None:

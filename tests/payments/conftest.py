@@ -4,7 +4,6 @@ world with priced SKUs (the orders tests' factories), and a connected sandbox ac
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -12,11 +11,8 @@ from httpx import AsyncClient
 from orders.factories import World, make_world
 from payments.factories import Merchant, connect_sandbox
 from payments.support import sandbox_process
-from tradeflow.app import create_app
-from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.identity import passwords
-from tradeflow.kit.keyring import Keyring
 from tradeflow.sandbox.control import SandboxControl
 from tradeflow.sandbox.process import SandboxProcess
 
@@ -44,19 +40,6 @@ async def sandbox(sandbox_proc: SandboxProcess) -> AsyncIterator[SandboxControl]
         yield control
         if (await control.status())["down"]:  # a failed test must not leave the API down
             await control.up()
-
-
-@pytest.fixture(scope="session")
-def payments_app(settings: Settings, db: Database, keyring: Keyring) -> Any:
-    """One app for the whole session: FastAPI builds its routes on an app's first request,
-    which costs more than most of these tests. `db` is the same object `rolled_back` binds
-    to each test's outer transaction, so the app sees each test's data and nothing else."""
-    return create_app(settings, db, keyring=keyring)
-
-
-@pytest.fixture
-async def app(payments_app: Any, rolled_back: Database) -> Any:
-    return payments_app
 
 
 @pytest.fixture

@@ -40,11 +40,11 @@ class Live:
 
 
 @pytest.fixture
-async def live(payments_app: Any, committed: Database) -> AsyncIterator[Live]:
+async def live(shared_app: Any, committed: Database) -> AsyncIterator[Live]:
     """Tradeflow served over HTTP on 127.0.0.1, so the sandbox can call it back."""
     world = await make_world(committed)
     async with (
-        serving(payments_app) as url,
+        serving(shared_app) as url,
         AsyncClient(base_url=url, timeout=15) as client,
     ):
         yield Live(url, client, world)

@@ -299,6 +299,11 @@ async def test_rls_hides_other_tenants_rows_without_any_filter(
     async with rolled_back.tenant_session(a.id) as s:
         assert (await s.execute(text("SELECT current_user"))).scalar_one() != "postgres"
         for table in tables:
+            readable = (
+                await s.execute(text("SELECT has_table_privilege(:t, 'SELECT')"), {"t": table})
+            ).scalar_one()
+            if not readable:
+                continue  # request code cannot read it at all (worker-only): isolated already
             seen = set((await s.execute(text(f"SELECT DISTINCT tenant_id FROM {table}"))).scalars())
             assert seen <= {a.id}, f"{table}: tenant A's session sees {seen}"
         assert list((await s.execute(text("SELECT id FROM tenants"))).scalars()) == [a.id]

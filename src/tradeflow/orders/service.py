@@ -412,6 +412,7 @@ async def transition(
     """Run one client action (approve, reject, confirm, cancel, fulfil) on a locked order."""
     target = ACTIONS[action]
     repo = OrdersRepository(session, principal.tenant_id)
+    session.info.setdefault("tenant_id", principal.tenant_id)  # as in place_order
     order = await _locked(repo, principal, order_id, if_match)
     current = S(order.status)
     if not can_transition(current, target):

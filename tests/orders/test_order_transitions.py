@@ -210,6 +210,8 @@ async def test_cancel_rules_and_void_invoice(client: AsyncClient, world: World) 
     assert inv.json()["amount_due_minor"] == 0
     types = await event_types(world.db, other.json()["id"])
     assert types[-1] == "order.cancelled"
+    invoice_events = await event_types(world.db, invoiced.json()["invoice_id"])
+    assert invoice_events == ["invoice.issued", "invoice.voided"]
 
 
 async def test_staff_only_actions_and_fulfil_needs_payment(

@@ -140,3 +140,18 @@ class OrderUpdated(OrderEvent):
     """The order's reference or notes changed (no state change)."""
 
     changed: list[str] = Field(description="Names of the fields that changed.")
+
+
+@event_type("invoice.voided", aggregate="invoice")
+class InvoiceVoided(EventPayload):
+    """An unpaid invoice was voided because its order was cancelled (reverse what it booked)."""
+
+    invoice_id: uuid.UUID
+    number: str
+    order_id: uuid.UUID
+    customer_id: uuid.UUID
+    currency: str
+    subtotal_minor: int
+    tax_minor: int
+    total_minor: int
+    reason: str | None = None

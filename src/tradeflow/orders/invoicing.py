@@ -157,8 +157,11 @@ async def issue_invoice(
     return invoice
 
 
-async def cancel_invoice(repo: OrdersRepository, order: Order) -> uuid.UUID | None:
-    """Void the locked order's invoice, if it has one; refuse when money was already taken."""
+async def cancel_invoice(
+    session: Any, repo: OrdersRepository, order: Order, *, reason: str | None
+) -> uuid.UUID | None:
+    """Void the locked order's invoice, if it has one (`invoice.voided`); refuse when money
+    was already taken."""
     if order.status != S.INVOICED.value:
         return None
     invoice = await repo.invoice_for_order(order.id)
@@ -173,6 +176,23 @@ async def cancel_invoice(repo: OrdersRepository, order: Order) -> uuid.UUID | No
             action="cancel",
         )
     await repo.update_invoice(invoice, {"status": "void"})
+    assert repo.tenant_id is not None
+    await publish(
+        session,
+        ev.InvoiceVoided(
+            invoice_id=invoice.id,
+            number=invoice.number,
+            order_id=order.id,
+            customer_id=invoice.customer_id,
+            currency=invoice.currency,
+            subtotal_minor=invoice.subtotal_minor,
+            tax_minor=invoice.tax_minor,
+            total_minor=invoice.total_minor,
+            reason=reason,
+        ),
+        tenant_id=repo.tenant_id,
+        aggregate_id=invoice.id,
+    )
     return invoice.id
 
 

@@ -469,7 +469,7 @@ async def transition(
                 "A buyer can cancel an order only until the seller confirms it; "
                 "ask the seller to cancel it now."
             )
-        invoice_id = await cancel_invoice(repo, order)
+        invoice_id = await cancel_invoice(session, repo, order, reason=reason)
         await repo.update_order(
             order, {"status": target.value, "cancelled_at": now, "cancel_reason": reason}
         )

@@ -62,11 +62,12 @@ class IntegrationsRepository:
     async def record_result(
         self, instance_id: uuid.UUID, *, error: str | None, at: datetime
     ) -> None:
-        values: dict[str, Any]
+        # Sync results are not configuration changes: `updated_at` stays as it is.
+        values: dict[str, Any] = {"updated_at": ConnectorInstance.updated_at}
         if error is None:
-            values = {"last_success_at": at, "consecutive_failures": 0}
+            values |= {"last_success_at": at, "consecutive_failures": 0}
         else:
-            values = {
+            values |= {
                 "last_error": error[:2000],
                 "last_error_at": at,
                 "consecutive_failures": ConnectorInstance.consecutive_failures + 1,

@@ -12,10 +12,10 @@ of which writes to our database only in its own short transactions.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -57,8 +57,12 @@ class NotReady(ConnectorError):
 
 @dataclass
 class _Open:
-    updated_at: datetime
+    fingerprint: str
     plugin: ConnectorPlugin
+
+
+def _fingerprint(instance: ConnectorInstance) -> str:
+    return json.dumps([instance.kind, instance.config, instance.secrets_ciphertext], sort_keys=True)
 
 
 class ConnectorTransport:
@@ -70,26 +74,31 @@ class ConnectorTransport:
         self.db = deps.db
         self.keyring = deps.keyring
         self._open: dict[uuid.UUID, _Open] = {}
+        self._retired: list[ConnectorPlugin] = []
         self._lock = asyncio.Lock()
 
     async def prepare(self, items: Sequence[Claimed]) -> None:
         return None
 
     async def close(self) -> None:
-        for entry in self._open.values():
-            await entry.plugin.close()
+        for plugin in [*(e.plugin for e in self._open.values()), *self._retired]:
+            await plugin.close()
         self._open.clear()
+        self._retired.clear()
 
     async def _plugin(self, instance: ConnectorInstance) -> ConnectorPlugin:
+        """One open plugin per instance, reused until its configuration changes."""
+        fingerprint = _fingerprint(instance)
         async with self._lock:
             cached = self._open.get(instance.id)
-            if cached is not None and cached.updated_at == instance.updated_at:
+            if cached is not None and cached.fingerprint == fingerprint:
                 return cached.plugin
             if cached is not None:
-                await cached.plugin.close()
+                # Attempts in flight may still use it: close it with the transport, not now.
+                self._retired.append(cached.plugin)
             plugin = service.open_plugin(instance, self.keyring)
             await plugin.open()
-            self._open[instance.id] = _Open(instance.updated_at, plugin)
+            self._open[instance.id] = _Open(fingerprint, plugin)
             return plugin
 
     async def deliver(self, item: Claimed) -> AttemptResult:

@@ -59,7 +59,9 @@ async def test_metrics_follow_deliveries(
     await sink.start()
     try:
         cfg = fast_settings.model_copy(update={"webhooks_retry_schedule": []})
-        endpoint, secret = await make_endpoint(committed, tenant, cfg, keyring, sink.url)
+        endpoint, secret = await make_endpoint(
+            committed, tenant, cfg, keyring, sink.url, event_types=["widget.*"]
+        )
         sink.secrets = [secret]
         before_dead = _metric("tradeflow_dead_letters_total", kind="webhook")
         before_fail = _metric("tradeflow_deliveries_total", kind="webhook", outcome="failure")

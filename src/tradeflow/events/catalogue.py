@@ -122,11 +122,17 @@ def _type_of(spec: dict[str, Any], defs: dict[str, Any]) -> str:
 
 
 def render_catalogue() -> str:
-    """The generated part of `docs/events.md`: every type, its version, aggregate and schema."""
+    """The generated part of `docs/events.md`: every type, its version, aggregate and schema.
+
+    Only the product's own types (modules under `tradeflow.`) are listed, so
+    types that tests declare never leak into the document.
+    """
     lines = [CATALOGUE_BEGIN, ""]
     lines.append("| type | version | aggregate | description |")
     lines.append("|---|---|---|---|")
-    ordered = sorted(EVENT_TYPES.items())
+    ordered = sorted(
+        (key, cls) for key, cls in EVENT_TYPES.items() if cls.__module__.startswith("tradeflow.")
+    )
     for (name, version), cls in ordered:
         lines.append(f"| `{name}` | {version} | `{cls.AGGREGATE}` | {cls.DESCRIPTION} |")
     for (name, version), cls in ordered:

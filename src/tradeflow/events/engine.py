@@ -56,9 +56,11 @@ _DISPATCH = text(
       ORDER BY position
       LIMIT :limit
       FOR UPDATE
-    ), fanned AS (
-      INSERT INTO deliveries (tenant_id, event_id, subscriber_id, event_type, aggregate, sequence)
-      SELECT b.tenant_id, b.id, s.id, b.type, b.aggregate_type || ':' || b.aggregate_id, b.sequence
+    ), fanout AS (
+      SELECT b.tenant_id, b.id AS event_id, s.id AS subscriber_id, b.type,
+             b.aggregate_type || ':' || b.aggregate_id AS aggregate, b.sequence,
+             row_number() OVER (PARTITION BY s.id, b.aggregate_type, b.aggregate_id
+                                ORDER BY b.sequence) AS rn
       FROM batch b
       JOIN subscribers s
         ON s.enabled
@@ -70,13 +72,41 @@ _DISPATCH = text(
                WHERE p.pattern = b.type OR p.pattern = '*'
                   OR (right(p.pattern, 2) = '.*' AND starts_with(b.type, left(p.pattern, -1))))
            END
+    ), fanned AS (
+      -- Ready: the first of its (subscriber, aggregate) in this batch, with nothing
+      -- earlier still pending; the others wait to be promoted in order.
+      INSERT INTO deliveries (tenant_id, event_id, subscriber_id, event_type, aggregate,
+                              sequence, ready)
+      SELECT f.tenant_id, f.event_id, f.subscriber_id, f.type, f.aggregate, f.sequence,
+             f.rn = 1 AND (
+               SELECT 1 FROM deliveries p
+               WHERE p.subscriber_id = f.subscriber_id AND p.aggregate = f.aggregate
+                 AND p.status = 'pending' AND p.sequence < f.sequence
+               LIMIT 1) IS NULL
+      FROM fanout f
       ON CONFLICT (event_id, subscriber_id) DO NOTHING
+      RETURNING 1
+    ), queued AS (
+      DELETE FROM delivery_promotions
+      WHERE id IN (SELECT id FROM delivery_promotions ORDER BY id LIMIT :limit)
+      RETURNING subscriber_id, aggregate
+    ), heads AS (
+      SELECT DISTINCT ON (d.subscriber_id, d.aggregate) d.id, d.ready
+      FROM deliveries d
+      JOIN (SELECT DISTINCT subscriber_id, aggregate FROM queued) q
+        ON q.subscriber_id = d.subscriber_id AND q.aggregate = d.aggregate
+      WHERE d.status = 'pending'
+      ORDER BY d.subscriber_id, d.aggregate, d.sequence
+    ), promoted AS (
+      UPDATE deliveries d SET ready = true
+      FROM heads WHERE d.id = heads.id AND NOT heads.ready
       RETURNING 1
     ), marked AS (
       UPDATE events e SET dispatched_at = now() FROM batch WHERE e.id = batch.id
       RETURNING e.type
     )
     SELECT (SELECT count(*) FROM fanned) AS deliveries,
+           (SELECT count(*) FROM promoted) AS promoted,
            coalesce((SELECT array_agg(type) FROM marked), '{}') AS types
     """
 )
@@ -86,6 +116,7 @@ _DISPATCH = text(
 class DispatchResult:
     events: int
     deliveries: int
+    promoted: int = 0
 
 
 async def dispatch_batch(session: AsyncSession, *, limit: int) -> DispatchResult | None:
@@ -99,9 +130,11 @@ async def dispatch_batch(session: AsyncSession, *, limit: int) -> DispatchResult
     types: list[str] = list(row.types)
     for event_type in types:
         metrics.EVENTS_WRITTEN.labels(event_type).inc()
-    if row.deliveries:
+    if row.deliveries or row.promoted:
         await session.execute(text("SELECT pg_notify('tradeflow_work', 'd')"))
-    return DispatchResult(events=len(types), deliveries=int(row.deliveries))
+    return DispatchResult(
+        events=len(types), deliveries=int(row.deliveries), promoted=int(row.promoted)
+    )
 
 
 _CLAIM = text(
@@ -126,12 +159,16 @@ _CLAIM = text(
         FROM deliveries d
         WHERE d.subscriber_id = subs.id
           AND d.status = 'pending'
+          AND d.ready
           AND d.next_attempt_at <= now()
           AND (d.leased_until IS NULL OR d.leased_until <= now())
-          AND NOT EXISTS (
-            SELECT 1 FROM deliveries p
-            WHERE p.subscriber_id = d.subscriber_id AND p.aggregate = d.aggregate
-              AND p.status = 'pending' AND p.sequence < d.sequence)
+          -- The earliest pending delivery of its aggregate. A scalar subquery, not
+          -- NOT EXISTS: the planner keeps it a per-row index probe on ix_deliveries_order
+          -- instead of an anti-join that can degrade to scanning the subscriber's backlog.
+          AND (SELECT p.sequence FROM deliveries p
+               WHERE p.subscriber_id = d.subscriber_id AND p.aggregate = d.aggregate
+                 AND p.status = 'pending'
+               ORDER BY p.sequence LIMIT 1) = d.sequence
         ORDER BY d.next_attempt_at
         LIMIT greatest(subs.room, 0)
         FOR UPDATE OF d SKIP LOCKED
@@ -265,7 +302,17 @@ _COMPLETE = text(
                 CAST(:started AS timestamptz[]))
          AS u(id, token, status, attempt, next_at, code, error, started_at)
     WHERE d.id = u.id AND d.claims = u.token AND d.status = 'pending'
-    RETURNING d.id
+    RETURNING d.id, d.tenant_id, d.subscriber_id, d.aggregate, d.status
+    """
+)
+
+# A finished delivery lets the next one of its (subscriber, aggregate) go: the dispatcher
+# marks it ready. Queued unconditionally — a successor may be committing concurrently.
+_PROMOTE = text(
+    """
+    INSERT INTO delivery_promotions (tenant_id, subscriber_id, aggregate)
+    SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:subs AS uuid[]),
+                         CAST(:aggs AS text[]))
     """
 )
 
@@ -313,7 +360,18 @@ async def complete_batch(
         params["codes"].append(c.result.status_code)
         params["errors"].append(_short(c.result.error, 2000))
         params["started"].append(c.result.started_at or now)
-    accepted = {r[0] for r in (await session.execute(_COMPLETE, dict(params))).all()}
+    rows = (await session.execute(_COMPLETE, dict(params))).all()
+    accepted = {r.id for r in rows}
+    finished = [r for r in rows if r.status != "pending"]
+    if finished:
+        await session.execute(
+            _PROMOTE,
+            {
+                "tenants": [r.tenant_id for r in finished],
+                "subs": [r.subscriber_id for r in finished],
+                "aggs": [r.aggregate for r in finished],
+            },
+        )
     await session.execute(
         _ATTEMPTS,
         {

@@ -68,6 +68,7 @@ class Delivery(Base):
     attempts: Mapped[int]
     claims: Mapped[int]
     next_attempt_at: Mapped[datetime]
+    ready: Mapped[bool]
     leased_until: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     last_attempt_at: Mapped[datetime | None]
@@ -118,3 +119,12 @@ class DeliveryPolicy(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     retry_schedule: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DeliveryPromotion(Base):
+    __tablename__ = "delivery_promotions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID]
+    subscriber_id: Mapped[uuid.UUID]
+    aggregate: Mapped[str] = mapped_column(String(170))

@@ -19,6 +19,7 @@ from tradeflow.events.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryPolicy,
+    DeliveryPromotion,
     EventRow,
     ScheduledJobRow,
     Subscriber,
@@ -197,6 +198,9 @@ class EventsRepository:
             "status": "pending",
             "next_attempt_at": func.now(),
             "dead_at": None,
+            # Re-queued deliveries rejoin their aggregate's order: the dispatcher marks
+            # the earliest pending one of each (subscriber, aggregate) ready.
+            "ready": False,
         }
         if reset_attempts:
             # A finished delivery sent again gets a fresh budget; a pending one keeps its count.
@@ -210,9 +214,21 @@ class EventsRepository:
                 Delivery.tenant_id == self.tenant_id, Delivery.id.in_(ids_stmt.scalar_subquery())
             )
             .values(**values)
-            .returning(Delivery.id)
+            .returning(Delivery.id, Delivery.subscriber_id, Delivery.aggregate)
         )
-        return list(result.scalars())
+        rows = result.all()
+        await self._queue_promotions({(r.subscriber_id, r.aggregate) for r in rows})
+        return [r.id for r in rows]
+
+    async def _queue_promotions(self, pairs: set[tuple[uuid.UUID, str]]) -> None:
+        if pairs:
+            await self.session.execute(
+                insert(DeliveryPromotion),
+                [
+                    {"tenant_id": self.tenant_id, "subscriber_id": s, "aggregate": a}
+                    for s, a in sorted(pairs)
+                ],
+            )
 
     async def create_missing_deliveries(self, subscriber: Subscriber, *, since: datetime) -> int:
         """Deliveries for events since `since` that match `subscriber` but never got one
@@ -220,6 +236,7 @@ class EventsRepository:
         result = await self.session.execute(
             text(
                 """
+                WITH created AS (
                 INSERT INTO deliveries (tenant_id, event_id, subscriber_id, event_type, aggregate,
                                         sequence)
                 SELECT e.tenant_id, e.id, :sid, e.type, e.aggregate_type || ':' || e.aggregate_id,
@@ -234,6 +251,12 @@ class EventsRepository:
                        OR (right(p.pattern, 2) = '.*'
                            AND starts_with(e.type, left(p.pattern, -1)))))
                 ON CONFLICT (event_id, subscriber_id) DO NOTHING
+                RETURNING tenant_id, subscriber_id, aggregate
+                ), queued AS (
+                  INSERT INTO delivery_promotions (tenant_id, subscriber_id, aggregate)
+                  SELECT DISTINCT tenant_id, subscriber_id, aggregate FROM created
+                )
+                SELECT count(*) FROM created
                 """
             ),
             {
@@ -244,7 +267,7 @@ class EventsRepository:
                 "types": subscriber.event_types,
             },
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return int(result.scalar_one())
 
     async def delivery_counts(
         self, subscriber_ids: Sequence[uuid.UUID]

@@ -150,6 +150,9 @@ class DeliveryWorker:
     # -- the loop -------------------------------------------------------------------------------
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before the pass, not after: a wake-up that arrives while the pass
+            # runs (a slot freed, a completion written) must not be lost.
+            self._wake.clear()
             try:
                 progressed = await self.cycle()
                 self._failures = 0
@@ -160,7 +163,6 @@ class DeliveryWorker:
                 await self._sleep(stop, delay)
                 continue
             if not progressed:
-                self._wake.clear()
                 await self._wait(stop, self.settings.delivery_poll_seconds)
 
     async def cycle(self) -> bool:
@@ -190,7 +192,8 @@ class DeliveryWorker:
             await session.commit()
         if claimed:
             await self._start(claimed, leased_at)
-        return progressed or len(claimed) >= want or bool(dispatched and dispatched.deliveries)
+        more = bool(dispatched and (dispatched.deliveries or dispatched.promoted))
+        return progressed or len(claimed) >= want or more
 
     async def _start(self, claimed: list[Claimed], leased_at: float) -> None:
         by_kind: dict[str, list[Claimed]] = {}

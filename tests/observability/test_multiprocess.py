@@ -27,7 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 
-START_TIMEOUT = 60.0
+# Generous: starting two workers imports the whole app twice, and CI has two cores.
+START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +26,7 @@ from tradeflow.app import create_app
 from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.kit.keyring import Keyring
-from tradeflow.observability.logging import bind_principal
+from tradeflow.observability.logging import bind_principal, configure_logging
 from tradeflow.observability.tracing import build_exporter, configure_tracing
 
 TENANT = uuid.UUID("01930000-0000-7000-8000-00000000abcd")
@@ -189,3 +193,26 @@ def test_tracing_is_off_by_default_and_exporter_follows_settings(settings: Setti
     exporter = build_exporter(otlp)
     assert isinstance(exporter, OTLPSpanExporter)
     assert exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
+
+
+def test_logs_follow_the_current_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream swapped out and closed after configuration (a CLI runner's capture) must not
+    make later log calls fail."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        first = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", first)
+        configure_logging("info", "json")
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        structlog.get_logger("test").info("after_swap", n=1)
+        logging.getLogger("test.stdlib").warning("stdlib after swap")
+        lines = [json.loads(line) for line in second.getvalue().splitlines()]
+        assert [line["event"] for line in lines] == ["after_swap", "stdlib after swap"]
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)

@@ -31,6 +31,21 @@ def _add_trace(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that always writes to the current `sys.stderr`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def bind_principal(
     state: Any, *, tenant_id: uuid.UUID | str, principal_id: uuid.UUID | str | None = None
 ) -> None:
@@ -53,6 +68,14 @@ def configure_logging(
 ) -> None:
     """Configure structlog and the standard library to write to `stream` (stderr by default)."""
     out = stream if stream is not None else sys.stderr
+    # Without an explicit stream, write to whatever `sys.stderr` is when a line is logged:
+    # a stream captured at configuration time may be closed later (a test runner's or a
+    # CLI runner's capture), and a log call must never fail the work it describes.
+    logger_factory: Any = (
+        structlog.PrintLoggerFactory(file=stream)
+        if stream is not None
+        else (lambda *_: structlog.PrintLogger(file=sys.stderr))
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -75,7 +98,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
     # Route the standard library (uvicorn, alembic, sqlalchemy) through the same renderer.
@@ -87,7 +110,9 @@ def configure_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(out)
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
+    )
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -28,6 +28,20 @@ from tradeflow.kit.keyring import Keyring
 from tradeflow.migrations import upgrade
 
 TEST_MASTER_KEY = base64.b64encode(b"\x07" * 32).decode()
+# Production argon2id costs ~0.2 s per hash; the suite creates hundreds of users.
+TEST_HASH_PARAMS = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    from tradeflow.identity import passwords
+
+    old = passwords.hasher()
+    passwords.configure_hasher(**TEST_HASH_PARAMS)
+    yield
+    passwords.configure_hasher(
+        time_cost=old.time_cost, memory_cost=old.memory_cost, parallelism=old.parallelism
+    )
 
 
 def _server_url() -> Iterator[str]:

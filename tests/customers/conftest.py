@@ -1,3 +1,3 @@
-from customers.fixtures import _cheap_password_hashing, app, other_seller, seller
+from customers.fixtures import app, other_seller, seller
 
-__all__ = ["_cheap_password_hashing", "app", "other_seller", "seller"]
+__all__ = ["app", "other_seller", "seller"]

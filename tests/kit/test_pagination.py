@@ -89,3 +89,15 @@ async def test_composite_key_ascending(rolled_back: Database) -> None:
         assert end is None
         expected = sorted(items, key=lambda i: (i.rank, i.id))
         assert [r.id for r in rows + rest] == [i.id for i in expected]
+
+
+async def test_cursor_of_the_wrong_key_type_is_400(rolled_back: Database) -> None:
+    async with rolled_back.system_session() as session:
+        await _setup(session, 2)
+        with pytest.raises(InvalidCursor):
+            await paginate(
+                session,
+                select(Item),
+                PageRequest(cursor=encode_cursor([7]), limit=1),
+                order_by=[Item.id],
+            )

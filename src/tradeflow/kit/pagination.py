@@ -122,6 +122,12 @@ async def paginate(
     """Run `stmt` for one page ordered by `order_by` (a unique key, all one direction)."""
     if page.cursor:
         values = decode_cursor(page.cursor, arity=len(order_by))
+        for column, value in zip(order_by, values, strict=True):
+            if not isinstance(value, column.type.python_type):
+                # A forged cursor with another key type must not reach PostgreSQL.
+                raise InvalidCursor(
+                    "The cursor is not one this list issued; start again without `cursor`."
+                )
         key = tuple_(*order_by)
         stmt = stmt.where(key < tuple_(*values) if descending else key > tuple_(*values))
     stmt = stmt.order_by(*[(c.desc() if descending else c.asc()) for c in order_by])

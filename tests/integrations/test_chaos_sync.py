@@ -58,7 +58,7 @@ CONCURRENCY = 4
 KILL_EVERY = (1.0, 4.0)  # seconds a worker runs before its SIGKILL
 RETRY_SCHEDULE = [0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5]
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900 + 6 * ORDERS)]
 
 
 class WorkerProcess:
@@ -271,7 +271,7 @@ async def test_sync_survives_a_flaky_erp_and_a_worker_killed_again_and_again(
                 try:
                     await eventually(
                         lambda: _count_at(erp, "invoices", invoices, at_least=ORDERS // 2),
-                        timeout=120 + ORDERS,
+                        timeout=120 + 2 * ORDERS,
                         interval=0.5,
                     )
                 except AssertionError:
@@ -304,7 +304,7 @@ async def test_sync_survives_a_flaky_erp_and_a_worker_killed_again_and_again(
                 return len(exported) == entries
 
             try:
-                await eventually(settled, timeout=180 + ORDERS, interval=0.5)
+                await eventually(settled, timeout=180 + 2 * ORDERS, interval=0.5)
             except AssertionError:
                 raise AssertionError(await _diagnosis(committed, world, book_path)) from None
             dead = await scalar(

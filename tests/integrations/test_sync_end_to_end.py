@@ -262,3 +262,57 @@ async def test_reconciliation_reports_mismatches_by_kind(
         t=tenant,
     )
     assert events == 1
+
+
+async def test_a_new_beancount_connector_exports_what_is_already_booked(
+    committed: Database,
+    keyring: Keyring,
+    fast_settings: Settings,
+    tenant: uuid.UUID,
+    tmp_path: Path,
+) -> None:
+    from integrations.support import make_connector
+    from tradeflow.integrations import service
+    from tradeflow.kit.time import utcnow
+
+    async with committed.tenant_session(tenant) as s:
+        for total in (1200, 3400, 560):
+            await ledger.post_event(
+                s,
+                tenant_id=tenant,
+                event_id=uuid.uuid4(),
+                event_type="invoice.issued",
+                payload={
+                    "invoice_id": str(uuid.uuid4()),
+                    "customer_id": str(uuid.uuid4()),
+                    "currency": "EUR",
+                    "total_minor": total,
+                    "tax_minor": total // 6,
+                },
+                occurred_at=utcnow(),
+            )
+        await s.commit()
+    path = tmp_path / "late.beancount"
+    instance = await make_connector(
+        committed, tenant, keyring, kind="beancount", config={"path": str(path)}
+    )
+    book = BeancountConnector(BeancountConfig(path=str(path)))
+    async with running_worker(fast_settings, committed, keyring):
+        await eventually(lambda: _count(book, 3), timeout=30)
+        # A replay exports again: entries already there are skipped, nothing is doubled.
+        path.write_text(path.read_text().split("\n\n", 1)[0] + "\n\n")  # lose every entry
+        async with committed.tenant_session(tenant) as s:
+            await service.replay(s, tenant, instance.id, since=utcnow().replace(year=2000))
+            await s.commit()
+        await eventually(lambda: _count(book, 3), timeout=30)
+    assert len(await book.exported_ids()) == 3
+    async with committed.tenant_session(tenant) as s:
+        tb = await ledger.trial_balance(s, tenant_id=tenant)
+        await s.commit()
+    assert await book.balances() == {
+        (r.code, r.currency): r.debit_minor - r.credit_minor for r in tb.accounts
+    }
+
+
+async def _count(book: BeancountConnector, n: int) -> bool:
+    return len(await book.exported_ids()) == n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -50,3 +51,13 @@ class ReconciliationMismatchFound(EventPayload):
     run_id: uuid.UUID
     mismatch_count: int
     counts: dict[str, int] = Field(description="Mismatch kind → count.")
+
+
+@event_type("connector.resync_requested", aggregate="connector")
+class ConnectorResyncRequested(EventPayload):
+    """A journal connector (e.g. Beancount) is to export the journal again from the ledger:
+    on creation, and on replay. Entries already exported are skipped."""
+
+    connector_id: uuid.UUID
+    since: datetime | None = Field(default=None, description="Entries posted from this time.")
+    cursor: str | None = Field(default=None, description="Where a long export continues.")

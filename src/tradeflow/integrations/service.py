@@ -20,9 +20,15 @@ from tradeflow.errors import Conflict, NotFound, UnprocessableEntity
 from tradeflow.events import service as events_service
 from tradeflow.events.outbox import publish
 from tradeflow.integrations import secrets
-from tradeflow.integrations.events import SyncConflictResolved
+from tradeflow.integrations.events import ConnectorResyncRequested, SyncConflictResolved
 from tradeflow.integrations.models import ConnectorInstance, SyncConflict
-from tradeflow.integrations.plugins import ConnectorConfig, ConnectorPlugin, available, plugin_for
+from tradeflow.integrations.plugins import (
+    ConnectorConfig,
+    ConnectorPlugin,
+    JournalConnector,
+    available,
+    plugin_for,
+)
 from tradeflow.integrations.repository import IntegrationsRepository
 from tradeflow.kit.ids import uuid7
 from tradeflow.kit.keyring import Keyring
@@ -134,7 +140,23 @@ async def create_instance(
     )
     repo.add(instance)
     await session.flush()
+    if issubclass(plugin, JournalConnector):
+        # A journal starts with everything already booked, not only what comes next.
+        await request_resync(session, instance, since=None)
     return instance
+
+
+async def request_resync(
+    session: AsyncSession, instance: ConnectorInstance, *, since: datetime | None
+) -> None:
+    """Ask the worker to export the journal again (to this connector only)."""
+    await publish(
+        session,
+        ConnectorResyncRequested(connector_id=instance.id, since=since),
+        tenant_id=instance.tenant_id,
+        aggregate_id=instance.id,
+        target_subscriber_id=instance.subscriber_id,
+    )
 
 
 async def get_instance(
@@ -225,6 +247,10 @@ async def replay(
     if instance.subscriber_id is None:
         return ReplayResult(0, 0)
     result = await events_service.recover(session, tenant_id, instance.subscriber_id, since=since)
+    plugin = plugin_for(instance.kind)
+    if plugin is not None and issubclass(plugin, JournalConnector):
+        # Events are kept for a while only; the ledger keeps every entry.
+        await request_resync(session, instance, since=since)
     return ReplayResult(redriven=result.redriven, created=result.created)
 
 

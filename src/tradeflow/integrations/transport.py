@@ -16,10 +16,12 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
 
+from tradeflow.events.outbox import publish
 from tradeflow.events.registry import (
     AttemptResult,
     Claimed,
@@ -27,6 +29,7 @@ from tradeflow.events.registry import (
     register_transport,
 )
 from tradeflow.integrations import documents, journal, service
+from tradeflow.integrations.events import ConnectorResyncRequested
 from tradeflow.integrations.models import ConnectorInstance
 from tradeflow.integrations.plugins import (
     ConnectorError,
@@ -40,11 +43,14 @@ from tradeflow.integrations.plugins import (
 )
 from tradeflow.integrations.repository import IntegrationsRepository
 from tradeflow.integrations.sync import DocumentSync
+from tradeflow.kit.pagination import PageRequest
 from tradeflow.kit.time import utcnow
+from tradeflow.ledger import service as ledger
 
 log = structlog.get_logger(__name__)
 
 KIND = service.SUBSCRIBER_KIND
+RESYNC_PAGES_PER_ATTEMPT = 10  # 2,000 entries per attempt keeps it well inside the lease
 
 INVOICE_EVENTS = frozenset(
     {"invoice.issued", "order.partially_paid", "order.paid", "order.refunded", "order.cancelled"}
@@ -260,15 +266,56 @@ class ConnectorTransport:
     async def _journal(
         self, instance: ConnectorInstance, plugin: JournalConnector, item: Claimed
     ) -> str:
+        tenant_id = instance.tenant_id
+        if item.event.type == "connector.resync_requested":
+            return await self._resync(instance, plugin, item.event.payload)
         if item.event.type != "ledger.entry_posted":
             return f"nothing to export for {item.event.type}"
-        tenant_id = instance.tenant_id
         async with self.db.tenant_session(tenant_id) as session:
             accounts = await journal.chart(session, tenant_id)
             await session.commit()
         entry = journal.entry_from_posted(item.event.payload, accounts)
         written = await plugin.append([entry])
         return f"entry {entry.id} {'appended' if written else 'already present'}"
+
+    async def _resync(
+        self, instance: ConnectorInstance, plugin: JournalConnector, payload: dict[str, Any]
+    ) -> str:
+        """Export the ledger's entries page by page; a long export continues in a new event."""
+        tenant_id = instance.tenant_id
+        since = payload.get("since")
+        cursor: str | None = payload.get("cursor")
+        written = 0
+        for _ in range(RESYNC_PAGES_PER_ATTEMPT):
+            async with self.db.tenant_session(tenant_id) as session:
+                accounts = await journal.chart(session, tenant_id)
+                page = await ledger.list_entries(
+                    session,
+                    tenant_id=tenant_id,
+                    filters=ledger.EntryFilters(
+                        posted_from=datetime.fromisoformat(since) if since else None
+                    ),
+                    page=PageRequest(cursor=cursor, limit=200),
+                )
+                await session.commit()
+            written += await plugin.append(journal.entry_from_view(e, accounts) for e in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                return f"journal exported: {written} entries appended"
+        async with self.db.tenant_session(tenant_id) as session:
+            await publish(
+                session,
+                ConnectorResyncRequested(
+                    connector_id=instance.id,
+                    since=datetime.fromisoformat(since) if since else None,
+                    cursor=cursor,
+                ),
+                tenant_id=tenant_id,
+                aggregate_id=instance.id,
+                target_subscriber_id=instance.subscriber_id,
+            )
+            await session.commit()
+        return f"journal export continues: {written} entries appended so far"
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -79,3 +79,13 @@ def test_derived_keys_differ_per_kid_and_purpose() -> None:
     assert r.derive("k1", b"jwt") != r.derive("k2", b"jwt")
     assert r.derive("k1", b"jwt") != r.derive("k1", b"other")
     assert r.derive("k1", b"jwt") == r.derive("k1", b"jwt")
+
+
+def test_concurrent_first_starts_agree_on_one_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = load_settings(home=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        rings = list(pool.map(lambda _: load_keyring(settings), range(16)))
+    assert len({r.keys["k1"] for r in rings}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["master-keys.json"]

@@ -177,16 +177,39 @@ def read_key_file(path: Path) -> Keyring:
         raise ConfigError(f"master key file {path} is unreadable or malformed: {exc}") from exc
 
 
-def save_key_file(path: Path, ring: Keyring) -> None:
+def _write_temp(path: Path, ring: Keyring) -> Path:
     data = {
         "active": ring.active,
         "keys": {kid: base64.b64encode(k).decode() for kid, k in ring.keys.items()},
     }
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
+def save_key_file(path: Path, ring: Keyring) -> None:
+    os.replace(_write_temp(path, ring), path)
+
+
+def _create_key_file(path: Path) -> Keyring:
+    """Create the ring file unless another process just did; either way, return what is on disk.
+
+    The complete file is linked into place (`link` fails if the name exists), so
+    concurrent first starts agree on one key and nobody reads a half-written file.
+    """
+    ring = Keyring(keys={"k1": secrets.token_bytes(32)}, active="k1", source=path)
+    tmp = _write_temp(path, ring)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return read_key_file(path)
+    finally:
+        tmp.unlink()
+    return ring
 
 
 def load_keyring(settings: Settings, *, create: bool = True) -> Keyring:
@@ -202,9 +225,7 @@ def load_keyring(settings: Settings, *, create: bool = True) -> Keyring:
     if not create:
         raise ConfigError("no master key: set TRADEFLOW_MASTER_KEY or TRADEFLOW_MASTER_KEY_FILE")
     path.parent.mkdir(parents=True, exist_ok=True)
-    ring = Keyring(keys={"k1": secrets.token_bytes(32)}, active="k1", source=path)
-    save_key_file(path, ring)
-    return ring
+    return _create_key_file(path)
 
 
 # Columns holding keyring ciphertexts; `tradeflow keys rotate` re-wraps each of them.

@@ -15,6 +15,7 @@ from tradeflow.db import Database
 from tradeflow.integrations import service
 from tradeflow.integrations.models import ExternalRef, SyncConflict
 from tradeflow.integrations.plugins import (
+    DocumentConnector,
     ObjectType,
     RateLimited,
     RemoteTimeout,
@@ -46,8 +47,6 @@ async def sync(committed: Database, tenant: uuid.UUID, keyring: Keyring, calm_er
     )
     plugin = service.open_plugin(instance, keyring)
     await plugin.open()
-    from tradeflow.integrations.plugins import DocumentConnector
-
     assert isinstance(plugin, DocumentConnector)
     try:
         yield DocumentSync(
@@ -188,3 +187,79 @@ async def test_both_sides_changing_a_shared_field_queues_a_conflict_resolved_by_
     assert (await sync.push(ObjectType.INVOICE, doc["id"], {**doc, "status": "paid"})).action == (
         "unchanged"
     )
+
+
+async def test_a_conflict_is_resolved_through_the_api_and_applied_by_the_worker(
+    committed: Database, keyring: Keyring, calm_erp: FakeErp, fast_settings: Any
+) -> None:
+    import sys
+    from pathlib import Path
+
+    from httpx import ASGITransport, AsyncClient
+
+    from integrations.support import eventually, running_worker
+    from tradeflow.app import create_app
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "identity"))
+    from identity_factories import make_api_key, make_tenant
+
+    tenant = await make_tenant(committed)
+    _, token = await make_api_key(committed, tenant)
+    headers = {"Authorization": f"Bearer {token}"}
+    instance = await make_connector(
+        committed, tenant.id, keyring, kind="rest_erp", config=erp_config(calm_erp)
+    )
+    plugin = service.open_plugin(instance, keyring)
+    assert isinstance(plugin, DocumentConnector)
+    sync = DocumentSync(committed, tenant.id, instance.id, plugin)
+    doc = invoice_doc()
+    created = await sync.push(ObjectType.INVOICE, doc["id"], doc)
+    calm_erp.user_edit("invoices", created.external_id, status="disputed")
+    await sync.push(ObjectType.INVOICE, doc["id"], {**doc, "status": "paid"})
+    await plugin.close()
+
+    app = create_app(fast_settings, committed, keyring=keyring)
+    transport = ASGITransport(app=app, client=("127.0.0.1", 12345))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        listed = (await client.get("/v1/sync-conflicts?status=open", headers=headers)).json()[
+            "items"
+        ]
+        assert len(listed) == 1
+        conflict = listed[0]
+        assert conflict["object_id"] == doc["id"]
+        assert conflict["fields"] == [
+            {"field": "status", "base": "issued", "ours": "paid", "theirs": "disputed"}
+        ]
+        state = (await client.get(f"/v1/connectors/{instance.id}", headers=headers)).json()
+        assert state["status"]["state"] == "degraded"
+        assert state["status"]["open_conflicts"] == 1
+        bad = await client.post(
+            f"/v1/sync-conflicts/{conflict['id']}/resolve",
+            json={"resolution": "merge", "values": {"total": "1.00"}},
+            headers=headers,
+        )
+        assert bad.status_code == 422
+        r = await client.post(
+            f"/v1/sync-conflicts/{conflict['id']}/resolve",
+            json={"resolution": "merge", "values": {"status": "paid (was disputed)"}},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "resolving"
+        again = await client.post(
+            f"/v1/sync-conflicts/{conflict['id']}/resolve",
+            json={"resolution": "ours"},
+            headers=headers,
+        )
+        assert again.status_code == 409
+
+        async def applied() -> bool:
+            got = await client.get(f"/v1/sync-conflicts/{conflict['id']}", headers=headers)
+            return bool(got.json()["status"] == "resolved")
+
+        async with running_worker(fast_settings, committed, keyring):
+            await eventually(applied, timeout=30)
+        [record] = records(calm_erp, doc["id"])
+        assert record["status"] == "paid (was disputed)"
+        state = (await client.get(f"/v1/connectors/{instance.id}", headers=headers)).json()
+        assert state["status"]["open_conflicts"] == 0

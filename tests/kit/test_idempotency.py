@@ -117,7 +117,7 @@ async def test_same_key_other_body_is_422(probe: AsyncClient, committed: Databas
 async def test_in_flight_is_409(probe: AsyncClient, committed: Database) -> None:
     slow = asyncio.create_task(
         probe.post(
-            "/probe-things", json={"name": "s", "slow": 0.5}, headers={"Idempotency-Key": "k3"}
+            "/probe-things", json={"name": "s", "slow": 2}, headers={"Idempotency-Key": "k3"}
         )
     )
 
@@ -125,16 +125,23 @@ async def test_in_flight_is_409(probe: AsyncClient, committed: Database) -> None
     async def in_flight() -> bool:
         async with committed.system_session() as s:
             n = (
-                await s.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"))
+                await s.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                )
             ).scalar_one()
             return int(n) > 0
 
-    for _ in range(200):
+    for _ in range(1000):  # bounded: at most ~10 s
         if await in_flight():
             break
         await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the first request never took its idempotency lock")
     r = await probe.post(
-        "/probe-things", json={"name": "s", "slow": 0.5}, headers={"Idempotency-Key": "k3"}
+        "/probe-things", json={"name": "s", "slow": 2}, headers={"Idempotency-Key": "k3"}
     )
     assert r.status_code == 409
     assert r.json()["type"].endswith("/idempotency-key-in-flight")
@@ -168,3 +175,16 @@ async def test_purge_removes_only_expired(probe: AsyncClient, committed: Databas
         )
         assert await purge_expired(s) == 1
         await s.commit()
+
+
+async def test_expired_key_runs_again(probe: AsyncClient, committed: Database) -> None:
+    await probe.post("/probe-things", json={"name": "a"}, headers={"Idempotency-Key": "k6"})
+    async with committed.system_session() as s:
+        await s.execute(
+            text("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
+        )
+        await s.commit()
+    r = await probe.post("/probe-things", json={"name": "b"}, headers={"Idempotency-Key": "k6"})
+    assert r.status_code == 201
+    assert "idempotent-replayed" not in r.headers
+    assert await _count(committed) == 2

@@ -180,25 +180,20 @@ async def claim(
                 IdempotencyRecord.tenant_id == tenant_id,
                 IdempotencyRecord.caller == caller,
                 IdempotencyRecord.key == key,
-                IdempotencyRecord.expires_at > utcnow(),
             )
         )
     ).scalar_one_or_none()
-    if record is not None:
+    if record is not None and record.expires_at > utcnow():
         if record.fingerprint != fp:
             raise IdempotencyKeyReused(
                 f"{HEADER} {key!r} was first used with a different request "
                 f"({record.method} {record.path}); use a new key for a new request."
             )
         raise IdempotentReplay(StoredResponse(record.status, record.body, record.location))
-    # An expired record for this key may remain until the purge job runs: drop it.
-    await session.execute(
-        delete(IdempotencyRecord).where(
-            IdempotencyRecord.tenant_id == tenant_id,
-            IdempotencyRecord.caller == caller,
-            IdempotencyRecord.key == key,
-        )
-    )
+    if record is not None:
+        # Expired but not yet purged: the key is free again.
+        await session.delete(record)
+        await session.flush()
     return Idempotency(session, tenant_id, caller, key, fp, request.method, request.url.path)
 
 

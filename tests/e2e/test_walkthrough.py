@@ -1,0 +1,197 @@
+"""End to end: the README's order-to-cash walkthrough (`docs/walkthrough.sh`) against a live
+`tradeflow up --demo` on the embedded PostgreSQL.
+
+The script itself checks each answer (prices, an order placed and one approved, invoices,
+sandbox payments, both orders paid, the events and their webhook deliveries) and exits
+non-zero at the first failure. Here it must exit 0; the API must agree that both orders are
+paid; and with the sandbox declining every charge the same script must fail at the payment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "walkthrough.sh"
+READY_TIMEOUT = 60.0
+SCRIPT_TIMEOUT = 150.0
+STOP_TIMEOUT = 30.0
+
+
+@dataclass
+class Demo:
+    proc: subprocess.Popen[bytes]
+    home: Path
+    port: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.home / "demo-credentials.json"
+
+    def credentials(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.credentials_file.read_text())
+        return data
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TRADEFLOW_", "PROMETHEUS_", "OTEL_"))
+        and k not in {"DATABASE_URL", "REDIS_URL"}
+    }
+
+
+def kill_leftovers(demo: Demo) -> None:
+    """After a failure: the process, and any PostgreSQL still serving its data folder."""
+    if demo.proc.poll() is None:
+        demo.proc.kill()
+        demo.proc.wait(10)
+    pgdata = str((demo.home / "pgdata").resolve())
+    servers = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = process.info.get("cmdline") or []
+        if process.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
+        if any("postgres" in part for part in cmdline[:1]) and pgdata in cmdline:
+            servers.append(process)
+    for process in servers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+@pytest.fixture
+def demo() -> Iterator[Demo]:
+    # A short path: the embedded server's Unix socket lives in its data folder.
+    root = Path(tempfile.mkdtemp(prefix="tf-walk-"))
+    home, log = root / "home", root / "up.log"
+    env = clean_env()
+    env["TRADEFLOW_HOME"] = str(home)
+    # The walkthrough's webhook receiver listens on 127.0.0.1.
+    env["TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE"] = "true"
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tradeflow", "up", "--demo", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    instance = Demo(proc, home, port, log)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            code = proc.poll()
+            assert code is None, f"exited with {code} before ready:\n{instance.output()}"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(instance.base_url + "/readyz", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"/readyz not 200 within {READY_TIMEOUT}s:\n{instance.output()}")
+            time.sleep(0.2)
+        yield instance
+    finally:
+        kill_leftovers(instance)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_walkthrough(demo: Demo) -> subprocess.CompletedProcess[str]:
+    env = clean_env()
+    # The script's `python3` is this interpreter, as on a machine with only Python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(demo.credentials_file), demo.base_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )
+
+
+def test_walkthrough_takes_two_orders_to_cash_then_stops_cleanly(demo: Demo) -> None:
+    creds = demo.credentials()
+    run = run_walkthrough(demo)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{demo.output()}"
+    assert (
+        "order.created order.approval_requested order.approved order.confirmed "
+        "order.invoiced order.paid"
+    ) in run.stdout
+    assert run.stdout.count("order.paid delivered HTTP 204") == 2, run.stdout
+
+    # The API agrees: the customer's two orders are paid, one after an approval.
+    staff = {"Authorization": f"Bearer {creds['api_key']}"}
+    orders = httpx.get(
+        f"{demo.base_url}/v1/orders",
+        params={"customer_id": creds["customer_id"]},
+        headers=staff,
+        timeout=30,
+    )
+    assert orders.status_code == 200, orders.text
+    items = orders.json()["items"]
+    assert sorted((o["reference"], o["status"]) for o in items) == [
+        ("PO-1001", "paid"),
+        ("PO-1002", "paid"),
+    ], items
+    over_limit = next(o for o in items if o["reference"] == "PO-1002")
+    approved = httpx.get(
+        f"{demo.base_url}/v1/events",
+        params={"type": "order.approved", "aggregate_id": over_limit["id"]},
+        headers=staff,
+        timeout=30,
+    )
+    assert approved.status_code == 200, approved.text
+    assert len(approved.json()["items"]) == 1, approved.text
+
+    # The script's exit code means something: with every charge declined it fails.
+    faults = httpx.put(
+        f"{creds['sandbox_control_url']}/accounts/{creds['sandbox_account_id']}/faults",
+        json={"decline_code": "card_declined"},
+        timeout=10,
+    )
+    assert faults.status_code == 200, faults.text
+    declined = run_walkthrough(demo)
+    assert declined.returncode != 0, declined.stdout
+    assert "FAILED: payment status is 'failed'" in declined.stderr, declined.stderr
+
+    demo.proc.send_signal(signal.SIGTERM)
+    try:
+        code = demo.proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"did not stop within {STOP_TIMEOUT}s of SIGTERM:\n{demo.output()}")
+    assert code == 0, demo.output()

@@ -159,7 +159,9 @@ def worker() -> None:
             finally:
                 await db.dispose()
 
-        run_async(main)
+        from tradeflow.events.worker import run_loop
+
+        run_loop(main)
 
 
 @app.command(name="migrate")

@@ -364,3 +364,15 @@ async def run_worker(
     settings: Settings, db: Database, keyring: Keyring, stop: asyncio.Event
 ) -> None:
     await DeliveryWorker(settings, db, keyring).run(stop)
+
+
+def run_loop(main: Callable[[], Awaitable[None]]) -> None:
+    """Run a worker process's event loop on uvloop when it is installed (it comes with
+    uvicorn[standard] on Linux): the delivery loop is CPU-bound in the event loop, and
+    uvloop drained about 1.5x as many deliveries per second in bench/delivery.py."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover — e.g. Windows
+        asyncio.run(main())  # type: ignore[arg-type]
+        return
+    uvloop.run(main())  # type: ignore[arg-type]

@@ -137,7 +137,7 @@ def worker() -> None:
     from tradeflow.db import Database
     from tradeflow.events.worker import run_worker
     from tradeflow.kit.keyring import load_keyring
-    from tradeflow.runtime import _serve_until_signal, open_database, prepare_home, run_async
+    from tradeflow.runtime import _serve_until_signal, open_database, prepare_home
 
     settings = settings_or_exit()
     prepare_home(settings)

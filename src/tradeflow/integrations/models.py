@@ -6,8 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, PrimaryKeyConstraint, String, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import CHAR, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 # The shared auth module loads the `tenants` table that every TenantMixin foreign key
@@ -23,6 +33,15 @@ class ConnectorInstance(IdMixin, TenantMixin, TimestampMixin, Base):
     """One enabled connector of a tenant: its plugin (`kind`), config and sync state."""
 
     __tablename__ = "connector_instances"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        Index(
+            "uq_connector_instances_subscriber_id",
+            "subscriber_id",
+            unique=True,
+            postgresql_where=text("subscriber_id IS NOT NULL"),
+        ),
+    )
 
     kind: Mapped[str] = mapped_column(String(60))
     name: Mapped[str] = mapped_column(String(200))
@@ -45,6 +64,26 @@ class ExternalRef(IdMixin, TenantMixin, TimestampMixin, Base):
     """
 
     __tablename__ = "external_refs"
+    __table_args__ = (
+        UniqueConstraint(
+            "connector_id", "object_type", "our_id", name="uq_external_refs_connector_object"
+        ),
+        Index(
+            "uq_external_refs_connector_external",
+            "connector_id",
+            "object_type",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+        Index("ix_external_refs_tenant_id_id", "tenant_id", "id"),
+        Index(
+            "ix_external_refs_unsynced",
+            "connector_id",
+            "updated_at",
+            postgresql_where=text("state <> 'synced'"),
+        ),
+    )
 
     connector_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("connector_instances.id", ondelete="CASCADE")
@@ -68,6 +107,15 @@ class SyncConflict(IdMixin, TenantMixin, TimestampMixin, Base):
     """Both sides changed the same shared field(s): held until someone resolves it."""
 
     __tablename__ = "sync_conflicts"
+    __table_args__ = (
+        Index(
+            "uq_sync_conflicts_open_ref",
+            "ref_id",
+            unique=True,
+            postgresql_where=text("status <> 'resolved'"),
+        ),
+        Index("ix_sync_conflicts_tenant_id_status_id", "tenant_id", "status", "id"),
+    )
 
     connector_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("connector_instances.id", ondelete="CASCADE")
@@ -89,6 +137,14 @@ class SyncConflict(IdMixin, TenantMixin, TimestampMixin, Base):
 
 class ReconciliationRun(IdMixin, TenantMixin, Base):
     __tablename__ = "reconciliation_runs"
+    __table_args__ = (
+        Index("ix_reconciliation_runs_tenant_id_id", "tenant_id", "id"),
+        Index(
+            "ix_reconciliation_runs_queued",
+            "started_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
 
     trigger: Mapped[str] = mapped_column(String(12))
     status: Mapped[str] = mapped_column(String(12), default="running")
@@ -103,6 +159,7 @@ class ReconciliationRun(IdMixin, TenantMixin, Base):
 
 class ReconciliationMismatch(IdMixin, TenantMixin, Base):
     __tablename__ = "reconciliation_mismatches"
+    __table_args__ = (Index("ix_reconciliation_mismatches_run_id_id", "run_id", "id"),)
 
     run_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("reconciliation_runs.id", ondelete="CASCADE")
@@ -125,7 +182,7 @@ class ProcessorSettlement(TenantMixin, Base):
     __table_args__ = (PrimaryKeyConstraint("tenant_id", "payment_id"),)
 
     payment_id: Mapped[str] = mapped_column(String(100))
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(CHAR(3))
     captured_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     first_at: Mapped[datetime] = mapped_column()

@@ -36,7 +36,6 @@ from typing import Any
 import pytest
 from httpx import ASGITransport, AsyncClient
 
-from conftest import TEST_MASTER_KEY
 from integrations.fake_erp.server import FakeErp
 from integrations.support import erp_config, eventually, scalar
 from orders.factories import World, make_world
@@ -153,13 +152,13 @@ async def _attempts(db: Database, world: World) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in rows}
 
 
-def worker_env(database_url: str, home: Path) -> dict[str, str]:
+def worker_env(database_url: str, home: Path, master_key: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLOW_")}
     env.update(
         {
             "TRADEFLOW_DATABASE_URL": database_url,
             "TRADEFLOW_HOME": str(home),
-            "TRADEFLOW_MASTER_KEY": f"t1:{TEST_MASTER_KEY}",
+            "TRADEFLOW_MASTER_KEY": master_key,
             "TRADEFLOW_LOG_LEVEL": "info",
             "TRADEFLOW_LOG_FORMAT": "console",
             "TRADEFLOW_SCHEDULER_ENABLED": "false",
@@ -223,7 +222,10 @@ async def test_sync_survives_a_flaky_erp_and_a_worker_killed_again_and_again(
     app = create_app(settings, committed, keyring=keyring)
     transport = ASGITransport(app=app, client=("127.0.0.1", 12345))
     book_path = tmp_path / "books" / "chaos.beancount"
-    worker = WorkerProcess(worker_env(database_url, tmp_path), tmp_path / "worker.log")
+    assert settings.master_key is not None  # the worker must open the same secrets
+    worker = WorkerProcess(
+        worker_env(database_url, tmp_path, settings.master_key), tmp_path / "worker.log"
+    )
     rng = random.Random(5)
     try:
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:

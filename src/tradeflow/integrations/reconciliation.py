@@ -10,9 +10,10 @@ run records zero.
 Kinds (see docs/integrations.md):
 
 * `ledger_unbalanced` — debits ≠ credits in a currency;
-* `ledger_payment_missing` / `ledger_payment_unknown` / `ledger_amount_differs` —
-  a processor capture without its journal entry, an entry without a capture,
-  or different amounts;
+* `ledger_payment_missing` / `ledger_payment_unknown` / `ledger_amount_differs` /
+  `ledger_refund_differs` — a processor capture without its journal entry, an
+  entry without a capture, different captured amounts, or different refunded
+  amounts;
 * `remote_missing` / `remote_duplicate` / `remote_amount_differs` /
   `remote_unknown` — a booked invoice or payment absent at a document
   connector, present more than once, with another amount, or a document we
@@ -82,6 +83,7 @@ class Books:
     invoices: dict[str, tuple[int, str]] = field(default_factory=dict)
     payments: dict[str, tuple[int, str]] = field(default_factory=dict)
     refunds: dict[str, tuple[int, str]] = field(default_factory=dict)
+    refunded_by_payment: dict[str, int] = field(default_factory=dict)
     entry_ids: set[str] = field(default_factory=set)
     recent_entry_ids: set[str] = field(default_factory=set)  # posted inside the grace window
     recent_docs: set[str] = field(default_factory=set)
@@ -124,6 +126,11 @@ async def read_books(db: Database, tenant_id: uuid.UUID, *, cutoff: datetime) ->
                     if entry.reversed_by_entry_id is None:
                         amount, ccy = target.get(key, (0, entry.currency))
                         target[key] = (amount + entry.total_minor, ccy)
+                        if target is books.refunds and "payment_id" in entry.refs:
+                            paid_back = books.refunded_by_payment.get(entry.refs["payment_id"], 0)
+                            books.refunded_by_payment[entry.refs["payment_id"]] = (
+                                paid_back + entry.total_minor
+                            )
                     if recent:
                         books.recent_docs.add(key)
             if page.next_cursor is None:
@@ -157,6 +164,23 @@ def compare_processor(books: Books, settled: dict[str, settlements.Settlement]) 
                     {
                         "ledger_minor": booked[0],
                         "processor_minor": s.captured_minor,
+                        "currency": s.currency,
+                    },
+                )
+            )
+    for payment_id, s in settled.items():
+        if payment_id in books.recent_docs or s.recent:
+            continue
+        booked_back = books.refunded_by_payment.get(payment_id, 0)
+        if booked_back != s.refunded_minor:
+            out.append(
+                Mismatch(
+                    "ledger_refund_differs",
+                    "payment",
+                    payment_id,
+                    {
+                        "ledger_minor": booked_back,
+                        "processor_minor": s.refunded_minor,
                         "currency": s.currency,
                     },
                 )

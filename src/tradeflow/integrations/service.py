@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -386,7 +386,3 @@ async def resolve_conflict(
     )
     await session.flush()
     return conflict
-
-
-def default_replay_since() -> datetime:
-    return utcnow() - timedelta(days=1)

@@ -318,9 +318,4 @@ class ConnectorTransport:
         return f"journal export continues: {written} entries appended so far"
 
 
-def _short(value: Any, limit: int = 200) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 register_transport(KIND, ConnectorTransport)

@@ -22,6 +22,7 @@ async def _connector(ctx: Any) -> dict[str, str]:
             kind="rest_erp",
             name=f"erp-{uuid.uuid4().hex[:6]}",
             config={"base_url": "http://127.0.0.1:9/api", "token": "b-secret"},
+            allow_private=True,
         )
         await s.commit()
     ctx.remember("integrations.connector", instance.id)

@@ -71,6 +71,7 @@ async def make_connector(
             kind=kind,
             name=name or f"{kind}-{uuid.uuid4().hex[:6]}",
             config=config,
+            allow_private=True,  # the fake ERP listens on 127.0.0.1
         )
         await s.commit()
     return instance

@@ -145,3 +145,36 @@ async def test_a_queued_reconciliation_runs_and_reports_clean_books(
     assert r.json()["items"] == []
     missing = await client.get(f"/v1/reconciliations/{uuid.uuid4()}", headers=headers)
     assert missing.status_code == 404
+
+
+async def test_private_targets_are_refused_unless_the_operator_allows_them(
+    settings: Any, rolled_back: Database, keyring: Keyring
+) -> None:
+    from httpx import ASGITransport
+
+    from tradeflow.app import create_app
+
+    strict = create_app(
+        settings.model_copy(update={"webhooks_allow_private": False}), rolled_back, keyring=keyring
+    )
+    _, headers = await auth(rolled_back)
+    transport = ASGITransport(app=strict, client=("127.0.0.1", 12345))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for url in ("http://127.0.0.1:8080/api", "http://10.0.0.5/api", "http://localhost/api"):
+            r = await client.post(
+                "/v1/connectors",
+                json={"kind": "rest_erp", "name": "erp", "config": {**ERP, "base_url": url}},
+                headers=headers,
+            )
+            assert r.status_code == 422, url
+            assert r.json()["errors"][0]["field"] == "config.base_url"
+        ok = await client.post(
+            "/v1/connectors",
+            json={
+                "kind": "rest_erp",
+                "name": "erp",
+                "config": {**ERP, "base_url": "https://erp.example.com/api"},
+            },
+            headers=headers,
+        )
+        assert ok.status_code == 201, ok.text

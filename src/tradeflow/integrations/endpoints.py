@@ -112,6 +112,7 @@ async def create_connector(
         name=body.name,
         config=body.config,
         paused=body.paused,
+        allow_private=request.app.state.settings.webhooks_allow_private,
     )
     out = await _out(session, instance, request)
     return await idem.save(
@@ -164,6 +165,7 @@ async def update_connector(
         keyring=request.app.state.keyring,
         config=body.config,
         enabled=body.enabled,
+        allow_private=request.app.state.settings.webhooks_allow_private,
     )
     return await _out(session, instance, request)
 

@@ -90,6 +90,23 @@ def validate_config(plugin: type[ConnectorPlugin], raw: dict[str, Any]) -> Conne
         raise InvalidConnectorConfig(summary, errors=errors) from exc
 
 
+def check_target(config: ConnectorConfig, *, allow_private: bool) -> None:
+    """A connector's `base_url` obeys the same SSRF rule as webhook targets (no private or
+    loopback address unless the operator allows them: `TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE`)."""
+    from tradeflow.webhooks.ssrf import InvalidWebhookUrl, validate_url
+
+    url = getattr(config, "base_url", None)
+    if not isinstance(url, str):
+        return
+    try:
+        validate_url(url, allow_private=allow_private)
+    except InvalidWebhookUrl as exc:
+        raise InvalidConnectorConfig(
+            f"config.base_url: {exc.detail}",
+            errors=[{"field": "config.base_url", "message": exc.detail, "type": "ssrf"}],
+        ) from exc
+
+
 def _plugin(kind: str) -> type[ConnectorPlugin]:
     plugin = plugin_for(kind)
     if plugin is None:
@@ -109,9 +126,11 @@ async def create_instance(
     name: str,
     config: dict[str, Any],
     paused: bool = False,
+    allow_private: bool = False,
 ) -> ConnectorInstance:
     plugin = _plugin(kind)
     validated = validate_config(plugin, config)
+    check_target(validated, allow_private=allow_private)
     repo = IntegrationsRepository(session, tenant_id)
     if await repo.instance_by_name(name) is not None:
         raise ConnectorNameTaken(f"A connector named {name!r} exists.", field="name")
@@ -176,6 +195,7 @@ async def update_instance(
     keyring: Keyring,
     config: dict[str, Any] | None = None,
     enabled: bool | None = None,
+    allow_private: bool = False,
 ) -> ConnectorInstance:
     """Change the config (secrets left out keep their stored value) or the enabled flag."""
     instance = await get_instance(session, tenant_id, instance_id, lock=True)
@@ -184,6 +204,7 @@ async def update_instance(
         stored = secrets.unseal(keyring, instance.id, instance.secrets_ciphertext)
         merged = {**stored, **{k: v for k, v in config.items() if v != secrets.MASK}}
         validated = validate_config(plugin, merged)
+        check_target(validated, allow_private=allow_private)
         plain, secret_values = secrets.split(validated)
         instance.config = plain
         instance.secrets_ciphertext = secrets.seal(keyring, instance.id, secret_values)

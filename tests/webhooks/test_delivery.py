@@ -263,3 +263,39 @@ async def test_redirects_are_not_followed(
         )
         == 302
     )
+
+
+async def test_ssrf_guard_blocks_private_targets_at_delivery_time(
+    committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring, sink: Sink
+) -> None:
+    # Registered while private targets were allowed; the worker now refuses them after
+    # resolving the name, so nothing reaches the sink.
+    endpoint, secret = await make_endpoint(
+        committed,
+        tenant,
+        fast_settings,
+        keyring,
+        f"http://localhost:{sink.port}/hook",
+        event_types=["widget.created"],
+    )
+    strict = fast_settings.model_copy(
+        update={"webhooks_allow_private": False, "webhooks_retry_schedule": []}
+    )
+    async with running_worker(strict, committed, keyring):
+        await publish_widgets(committed, tenant)
+        await eventually(
+            lambda: scalar(
+                committed,
+                "SELECT status = 'dead' FROM deliveries WHERE subscriber_id = :e",
+                e=endpoint,
+            )
+        )
+    assert sink.requests == []
+    outcome, error = await scalar(
+        committed,
+        "SELECT array[a.outcome, a.error] FROM delivery_attempts a "
+        "JOIN deliveries d ON d.id = a.delivery_id WHERE d.subscriber_id = :e",
+        e=endpoint,
+    )
+    assert outcome == "blocked"
+    assert "loopback" in error

@@ -270,7 +270,7 @@ async def test_ssrf_guard_blocks_private_targets_at_delivery_time(
 ) -> None:
     # Registered while private targets were allowed; the worker now refuses them after
     # resolving the name, so nothing reaches the sink.
-    endpoint, secret = await make_endpoint(
+    endpoint, _ = await make_endpoint(
         committed,
         tenant,
         fast_settings,

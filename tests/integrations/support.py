@@ -24,7 +24,7 @@ FAST = {
     "webhooks_timeout_seconds": 3.0,
     "delivery_lease_seconds": 10.0,
     "delivery_shutdown_seconds": 3.0,
-    "webhooks_retry_schedule": [0, 0, 0, 0, 0, 0, 0, 0],
+    "webhooks_retry_schedule": [0, 0, 0.5, 0.5, 1, 1, 1, 2, 2, 2, 2, 2],
     "handler_retry_schedule": [0, 0, 0, 0, 0],
     "delivery_retry_jitter": 0.0,
     "breaker_failure_threshold": 1000,

@@ -178,9 +178,11 @@ class DocumentSync:
                 # look only once it has had time to finish, or the look would miss it.
                 sent_at = datetime.fromisoformat(str(pending["sent_at"]))
                 wait = self.connector.settle_seconds() - (utcnow() - sent_at).total_seconds()
-                if 0 < wait <= self.max_settle_wait:
-                    await asyncio.sleep(wait)
-                elif wait > 0:
+                if wait > 0 and self.max_settle_wait > 0:
+                    # Wait in place as long as this attempt can afford; retry for the rest.
+                    await asyncio.sleep(min(wait, self.max_settle_wait))
+                    wait -= self.max_settle_wait
+                if wait > 0:
                     raise Settling(
                         f"{object_type.value} {our_id}: an earlier create is unanswered; "
                         f"looking it up in {wait:.1f} s",

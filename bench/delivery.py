@@ -192,8 +192,12 @@ def spawn_workers(url: str, home: Path, count: int) -> list[subprocess.Popen[byt
         "TRADEFLOW_LOG_LEVEL": "warning",
     }
     if os.environ.get("BENCH_UVLOOP"):
-        cmd = [sys.executable, "-c", "import sys, uvloop; uvloop.install(); "
-               "sys.argv = ['tradeflow', 'worker']; from tradeflow.cli import main; main()"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys, uvloop; uvloop.install(); "
+            "sys.argv = ['tradeflow', 'worker']; from tradeflow.cli import main; main()",
+        ]
     else:
         cmd = [sys.executable, "-m", "tradeflow", "worker"]
     return [subprocess.Popen(cmd, env=env) for _ in range(count)]

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from tradeflow.config import Settings
 from tradeflow.db import Database
-from tradeflow.events import engine, metrics
+from tradeflow.events import completion, engine, metrics
 from tradeflow.events.registry import (
     HANDLERS,
     TRANSPORTS,
@@ -83,7 +83,7 @@ class DeliveryWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.transports: dict[str, Transport] = {}
         self._wake = asyncio.Event()
-        self._results: list[engine.Completion] = []
+        self._results: list[completion.Completion] = []
         self._results_ready = asyncio.Event()
         self._in_flight: dict[uuid.UUID, tuple[asyncio.Task[None], Claimed]] = {}
         self._draining = False
@@ -226,10 +226,10 @@ class DeliveryWorker:
             except TimeoutError:
                 result = AttemptResult(outcome="timeout", error="timed out")
             except Exception as exc:
-                result = engine.failure_from_exception(exc)
+                result = completion.failure_from_exception(exc)
             result.started_at = result.started_at or started_at
             result.duration = time.perf_counter() - t0
-            self._results.append(engine.Completion(item, result, self.name))
+            self._results.append(completion.Completion(item, result, self.name))
             self._results_ready.set()
         finally:
             self._in_flight.pop(item.delivery_id, None)
@@ -259,7 +259,7 @@ class DeliveryWorker:
         batch, self._results = self._results, []
         try:
             async with self.db.system_session() as session:
-                await engine.complete_batch(
+                await completion.complete_batch(
                     session,
                     batch,
                     settings=self.settings,

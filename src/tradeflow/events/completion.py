@@ -1,0 +1,356 @@
+"""Completion: a batch of attempt results written in one transaction, fenced on the claim.
+
+Each update applies only if the delivery's claim counter still equals the one
+the attempt was leased with, so a worker whose lease was taken over cannot
+overwrite the newer attempt's outcome. The same transaction queues the
+promotion of each finished delivery's successor, updates circuit breakers and
+failure streaks, and publishes `delivery.exhausted`, `delivery.recovered` and
+`endpoint.disabled` through the outbox.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeflow.config import Settings
+from tradeflow.events import metrics
+from tradeflow.events.events import (
+    OPERATIONAL_EVENT_TYPES,
+    DeliveryExhausted,
+    DeliveryRecovered,
+    EndpointDisabled,
+)
+from tradeflow.events.outbox import publish
+from tradeflow.events.registry import AttemptResult, Claimed
+from tradeflow.kit.time import utcnow
+
+
+def retry_delay(schedule: Sequence[float], attempt: int, *, jitter: float) -> float | None:
+    """Seconds to wait after failed attempt number `attempt` (1-based); None when exhausted."""
+    if attempt > len(schedule):
+        return None
+    base = float(schedule[attempt - 1])
+    return base * (1 + random.uniform(-jitter, jitter)) if base else 0.0  # noqa: S311
+
+
+@dataclass(slots=True)
+class Completion:
+    item: Claimed
+    result: AttemptResult
+    worker: str
+
+
+_COMPLETE = text(
+    """
+    UPDATE deliveries d
+    SET status = u.status,
+        attempts = u.attempt,
+        next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
+        leased_until = NULL,
+        lease_owner = NULL,
+        last_attempt_at = u.started_at,
+        last_status_code = u.code,
+        last_error = u.error,
+        delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END,
+        dead_at = CASE WHEN u.status = 'dead' THEN now() ELSE d.dead_at END
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[]), CAST(:statuses AS text[]),
+                CAST(:attempts AS integer[]), CAST(:next_at AS timestamptz[]),
+                CAST(:codes AS integer[]), CAST(:errors AS text[]),
+                CAST(:started AS timestamptz[]))
+         AS u(id, token, status, attempt, next_at, code, error, started_at)
+    WHERE d.id = u.id AND d.claims = u.token AND d.status = 'pending'
+    RETURNING d.id, d.tenant_id, d.subscriber_id, d.aggregate, d.status
+    """
+)
+
+# A finished delivery lets the next one of its (subscriber, aggregate) go: the dispatcher
+# marks it ready. Queued unconditionally — a successor may be committing concurrently.
+_PROMOTE = text(
+    """
+    INSERT INTO delivery_promotions (tenant_id, subscriber_id, aggregate)
+    SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:subs AS uuid[]),
+                         CAST(:aggs AS text[]))
+    """
+)
+
+_ATTEMPTS = text(
+    """
+    INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, started_at, duration_ms,
+                                   outcome, status_code, error, response_body, worker)
+    SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:ids AS uuid[]),
+                         CAST(:attempts AS integer[]), CAST(:started AS timestamptz[]),
+                         CAST(:durations AS double precision[]), CAST(:outcomes AS text[]),
+                         CAST(:codes AS integer[]), CAST(:errors AS text[]),
+                         CAST(:bodies AS text[]), CAST(:workers AS text[]))
+    """
+)
+
+
+@dataclass(slots=True)
+class _Verdict:
+    status: str
+    next_at: datetime | None
+
+
+async def complete_batch(
+    session: AsyncSession,
+    completions: Sequence[Completion],
+    *,
+    settings: Settings,
+    breaker_kinds: frozenset[str],
+) -> set[uuid.UUID]:
+    """Record a batch of attempt results; returns the deliveries whose outcome was accepted."""
+    if not completions:
+        return set()
+    now = utcnow()
+    schedules = await _schedules(session, completions, settings)
+    verdicts: list[_Verdict] = []
+    for c in completions:
+        verdicts.append(_verdict(c, schedules, settings, now))
+    params: dict[str, list[Any]] = defaultdict(list)
+    for c, v in zip(completions, verdicts, strict=True):
+        params["ids"].append(c.item.delivery_id)
+        params["tokens"].append(c.item.token)
+        params["statuses"].append(v.status)
+        params["attempts"].append(c.item.attempt)
+        params["next_at"].append(v.next_at)
+        params["codes"].append(c.result.status_code)
+        params["errors"].append(_short(c.result.error, 2000))
+        params["started"].append(c.result.started_at or now)
+    rows = (await session.execute(_COMPLETE, dict(params))).all()
+    accepted = {r.id for r in rows}
+    finished = [r for r in rows if r.status != "pending"]
+    if finished:
+        await session.execute(
+            _PROMOTE,
+            {
+                "tenants": [r.tenant_id for r in finished],
+                "subs": [r.subscriber_id for r in finished],
+                "aggs": [r.aggregate for r in finished],
+            },
+        )
+    await session.execute(
+        _ATTEMPTS,
+        {
+            "tenants": [c.item.event.tenant_id for c in completions],
+            "ids": [c.item.delivery_id for c in completions],
+            "attempts": [c.item.attempt for c in completions],
+            "started": [c.result.started_at or now for c in completions],
+            "durations": [round(c.result.duration * 1000, 3) for c in completions],
+            "outcomes": [c.result.outcome for c in completions],
+            "codes": [c.result.status_code for c in completions],
+            "errors": [c.result.error for c in completions],
+            "bodies": [c.result.response_body for c in completions],
+            "workers": [c.worker for c in completions],
+        },
+    )
+    for c, v in zip(completions, verdicts, strict=True):
+        metrics.DELIVERIES.labels(c.item.subscriber_kind, c.result.outcome).inc()
+        metrics.ATTEMPT_LATENCY.labels(c.item.subscriber_kind).observe(c.result.duration)
+        if c.item.delivery_id in accepted and v.status == "dead":
+            metrics.DEAD_LETTERS.labels(c.item.subscriber_kind).inc()
+            if c.item.event.type not in OPERATIONAL_EVENT_TYPES:
+                # Not for operational events themselves: a dead endpoint subscribed to
+                # everything would otherwise feed itself one exhaustion per exhaustion.
+                await publish(
+                    session,
+                    DeliveryExhausted(
+                        delivery_id=c.item.delivery_id,
+                        subscriber_id=c.item.subscriber_id,
+                        subscriber_kind=c.item.subscriber_kind,
+                        event_id=c.item.event.id,
+                        event_type=c.item.event.type,
+                        attempts=c.item.attempt,
+                        last_status_code=c.result.status_code,
+                        last_error=_short(c.result.error, 500),
+                    ),
+                    tenant_id=c.item.event.tenant_id,
+                    aggregate_id=c.item.subscriber_id,
+                )
+    await _update_subscribers(session, completions, settings, breaker_kinds, now)
+    return accepted
+
+
+def _short(value: str | None, limit: int) -> str | None:
+    return value if value is None or len(value) <= limit else value[: limit - 1] + "…"
+
+
+async def _schedules(
+    session: AsyncSession, completions: Sequence[Completion], settings: Settings
+) -> dict[uuid.UUID, list[float]]:
+    tenants = list(
+        {c.item.event.tenant_id for c in completions if c.item.subscriber_kind != "handler"}
+    )
+    if not tenants:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT tenant_id, retry_schedule FROM delivery_policies "
+            "WHERE tenant_id = ANY(CAST(:t AS uuid[]))"
+        ),
+        {"t": tenants},
+    )
+    return {r.tenant_id: list(r.retry_schedule) for r in rows}
+
+
+def _verdict(
+    c: Completion, schedules: dict[uuid.UUID, list[float]], settings: Settings, now: datetime
+) -> _Verdict:
+    r = c.result
+    if r.ok:
+        return _Verdict("delivered", None)
+    if r.outcome == "gone":
+        return _Verdict("dead", None)
+    if c.item.subscriber_kind == "handler":
+        schedule = settings.handler_retry_schedule
+    else:
+        schedule = schedules.get(c.item.event.tenant_id, settings.webhooks_retry_schedule)
+    delay = retry_delay(schedule, c.item.attempt, jitter=settings.delivery_retry_jitter)
+    if delay is None:
+        return _Verdict("dead", None)
+    if r.retry_after is not None:
+        # Honour Retry-After, but never beyond the longest wait of the schedule.
+        ceiling = float(max(schedule, default=0) or delay)
+        delay = max(delay, min(r.retry_after, ceiling))
+    return _Verdict("pending", now + timedelta(seconds=delay))
+
+
+@dataclass(slots=True)
+class _Tally:
+    successes: int = 0
+    trailing_failures: int = 0
+    failures: int = 0
+    first_failure_at: datetime | None = None
+    gone: bool = False
+    last_success_delivery: uuid.UUID | None = None
+
+
+async def _update_subscribers(
+    session: AsyncSession,
+    completions: Sequence[Completion],
+    settings: Settings,
+    breaker_kinds: frozenset[str],
+    now: datetime,
+) -> None:
+    tallies: dict[uuid.UUID, _Tally] = defaultdict(_Tally)
+    for c in sorted(completions, key=lambda c: c.result.started_at or now):
+        t = tallies[c.item.subscriber_id]
+        if c.result.ok:
+            t.successes += 1
+            t.trailing_failures = 0
+            t.first_failure_at = None
+            t.last_success_delivery = c.item.delivery_id
+        else:
+            t.failures += 1
+            t.trailing_failures += 1
+            if t.first_failure_at is None:
+                t.first_failure_at = c.result.started_at or now
+            t.gone = t.gone or c.result.outcome == "gone"
+    rows = (
+        await session.execute(
+            text(
+                "SELECT id, tenant_id, kind, enabled, breaker_state, breaker_open_until, "
+                "breaker_trips, consecutive_failures, failing_since FROM subscribers "
+                "WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+            ),
+            {"ids": sorted(tallies)},
+        )
+    ).all()
+    for s in rows:
+        t = tallies[s.id]
+        tracked = s.kind in breaker_kinds
+        changes: dict[str, Any] = {}
+        if t.trailing_failures == 0:
+            changes.update(
+                consecutive_failures=0,
+                failing_since=None,
+                breaker_state="closed",
+                breaker_open_until=None,
+                breaker_trips=0,
+                last_success_at=now,
+            )
+            was_failing = s.consecutive_failures > 0 or s.failing_since is not None
+            if tracked and was_failing and s.tenant_id is not None:
+                await publish(
+                    session,
+                    DeliveryRecovered(
+                        subscriber_id=s.id,
+                        subscriber_kind=s.kind,
+                        delivery_id=t.last_success_delivery or uuid.uuid4(),
+                        failing_since=s.failing_since,
+                        consecutive_failures=s.consecutive_failures,
+                    ),
+                    tenant_id=s.tenant_id,
+                    aggregate_id=s.id,
+                )
+        else:
+            consecutive = (
+                t.trailing_failures if t.successes else s.consecutive_failures + t.failures
+            )
+            failing_since = (t.first_failure_at if t.successes else s.failing_since) or (
+                t.first_failure_at
+            )
+            changes.update(
+                consecutive_failures=consecutive, failing_since=failing_since, last_failure_at=now
+            )
+            if t.successes:
+                changes["last_success_at"] = now
+            if tracked and consecutive >= settings.breaker_failure_threshold:
+                probing = s.breaker_state == "open" and (
+                    s.breaker_open_until is None or s.breaker_open_until <= now
+                )
+                if s.breaker_state == "closed" or probing:
+                    trips = s.breaker_trips + 1
+                    cooldown = min(
+                        settings.breaker_cooldown_seconds * 2 ** (trips - 1),
+                        settings.breaker_max_cooldown_seconds,
+                    )
+                    changes.update(
+                        breaker_state="open",
+                        breaker_trips=trips,
+                        breaker_open_until=now + timedelta(seconds=cooldown),
+                    )
+                    metrics.BREAKER_TRIPS.inc()
+            reason = None
+            if tracked and t.gone:
+                reason = "gone"
+            elif (
+                tracked
+                and failing_since is not None
+                and now - failing_since
+                >= timedelta(seconds=settings.endpoint_disable_after_seconds)
+            ):
+                reason = "failing"
+            if reason and s.enabled:
+                changes.update(enabled=False, disabled_reason=reason, disabled_at=now)
+                if s.tenant_id is not None:
+                    await publish(
+                        session,
+                        EndpointDisabled(
+                            subscriber_id=s.id, reason=reason, failing_since=failing_since
+                        ),
+                        tenant_id=s.tenant_id,
+                        aggregate_id=s.id,
+                    )
+        assignments = ", ".join(f"{k} = :{k}" for k in changes)
+        await session.execute(
+            text(f"UPDATE subscribers SET {assignments}, updated_at = now() WHERE id = :id"),  # noqa: S608
+            {**changes, "id": s.id},
+        )
+
+
+def failure_from_exception(exc: BaseException) -> AttemptResult:
+    detail = "".join(traceback.format_exception(exc))
+    return AttemptResult(
+        outcome="failure", error=f"{type(exc).__name__}: {exc}\n{_short(detail, 4000)}"
+    )

@@ -24,9 +24,9 @@ from tradeflow.events.schemas import (
     RedriveOut,
     RetryPolicyIn,
     RetryPolicyOut,
-    problems,
 )
 from tradeflow.identity.auth import TenantSession
+from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.kit.time import utcnow
 

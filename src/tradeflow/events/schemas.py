@@ -8,28 +8,6 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tradeflow.errors import PROBLEM_CONTENT_TYPE
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for an endpoint: each status answered with a problem+json body."""
-    schema = {
-        "type": "object",
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "instance": {"type": "string"},
-            "request_id": {"type": "string"},
-        },
-        "required": ["type", "title", "status", "detail"],
-    }
-    return {
-        s: {"description": "Problem", "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}}}
-        for s in statuses
-    }
-
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)

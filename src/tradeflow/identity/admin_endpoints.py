@@ -26,10 +26,10 @@ from tradeflow.identity.schemas import (
     UserCreateIn,
     UserOut,
     UserPatchIn,
-    problems,
 )
 from tradeflow.kit.etag import etag
 from tradeflow.kit.idempotency import claim
+from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.kit.ratelimit import client_ip
 

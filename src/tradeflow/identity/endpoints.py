@@ -31,10 +31,10 @@ from tradeflow.identity.schemas import (
     RecoveryCodesOut,
     RefreshIn,
     TokenOut,
-    problems,
 )
 from tradeflow.identity.sessions import Authenticator, Client, IssuedTokens, LoginPolicy
 from tradeflow.identity.totp import qr_png, qr_png_base64
+from tradeflow.kit.openapi import problems
 from tradeflow.kit.ratelimit import client_ip
 
 router = APIRouter()

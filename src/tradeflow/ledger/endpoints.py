@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from tradeflow.customers import service as customers_service
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
-from tradeflow.identity.schemas import problems
 from tradeflow.kit.idempotency import claim
+from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.ledger import service
 from tradeflow.ledger.repository import EntryFilters

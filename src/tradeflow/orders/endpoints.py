@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
-from tradeflow.identity.schemas import problems
 from tradeflow.kit.idempotency import claim
+from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.orders import service, taxes
 from tradeflow.orders.errors import InvoiceNotFound

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeflow.db import Database
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
-from tradeflow.identity.schemas import problems
 from tradeflow.kit.idempotency import Idempotency, claim
+from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.payments import captures, configuration, inbound, refunds, service
 from tradeflow.payments.errors import PaymentNotFound, RefundNotFound

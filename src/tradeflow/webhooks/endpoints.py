@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from tradeflow.events import service as events
-from tradeflow.events.schemas import problems
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
 from tradeflow.kit.idempotency import claim
+from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.webhooks import service
 from tradeflow.webhooks.schemas import (

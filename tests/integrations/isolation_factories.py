@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tradeflow.integrations import reconciliation, service
+from tradeflow.integrations import runs, service
 from tradeflow.integrations.models import ExternalRef, SyncConflict
 from tradeflow.kit.ids import uuid7
 
@@ -70,7 +70,7 @@ async def _conflict(ctx: Any) -> dict[str, str]:
 async def _reconciliation(ctx: Any) -> dict[str, str]:
     tenant = ctx.tenant_b.id
     async with ctx.db.tenant_session(tenant) as s:
-        run = await reconciliation.queue_run(s, tenant, trigger="manual", grace_seconds=0)
+        run = await runs.queue_run(s, tenant, trigger="manual", grace_seconds=0)
         await s.commit()
     return {"reconciliation_id": str(run.id)}
 

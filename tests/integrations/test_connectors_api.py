@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "identity"))
 from identity_factories import make_api_key, make_tenant
 
 from tradeflow.db import Database
-from tradeflow.integrations import reconciliation
+from tradeflow.integrations import runs
 from tradeflow.kit.keyring import Keyring
 
 ERP = {"base_url": "http://127.0.0.1:9/api/v1", "auth": "bearer", "token": "very-secret-token"}
@@ -135,7 +135,7 @@ async def test_a_queued_reconciliation_runs_and_reports_clean_books(
     assert r.json()["status"] == "queued"
     again = await client.post("/v1/reconciliations", headers=headers | {"Idempotency-Key": "rec-1"})
     assert again.json()["id"] == run_id
-    assert await reconciliation.run_queued(rolled_back, keyring) >= 1
+    assert await runs.run_queued(rolled_back, keyring) >= 1
     run = (await client.get(f"/v1/reconciliations/{run_id}", headers=headers)).json()
     assert run["status"] == "clean", run
     assert run["mismatch_count"] == 0

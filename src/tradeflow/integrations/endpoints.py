@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
-from tradeflow.integrations import reconciliation, service
+from tradeflow.integrations import runs, service
 from tradeflow.integrations.models import (
     ConnectorInstance,
     ExternalRef,
@@ -341,7 +341,7 @@ async def run_reconciliation(
     idem = await claim(
         request, session, tenant_id=principal.tenant_id, caller=_caller(principal), required=False
     )
-    run = await reconciliation.queue_run(
+    run = await runs.queue_run(
         session, principal.tenant_id, trigger="manual", grace_seconds=grace_seconds
     )
     out = ReconciliationOut.model_validate(run)

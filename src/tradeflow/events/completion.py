@@ -63,11 +63,17 @@ _COMPLETE = text(
         last_error = u.error,
         delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END,
         dead_at = CASE WHEN u.status = 'dead' THEN now() ELSE d.dead_at END
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[]), CAST(:statuses AS text[]),
-                CAST(:attempts AS integer[]), CAST(:next_at AS timestamptz[]),
-                CAST(:codes AS integer[]), CAST(:errors AS text[]),
-                CAST(:started AS timestamptz[]))
-         AS u(id, token, status, attempt, next_at, code, error, started_at)
+    FROM (
+      SELECT u.* FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[]),
+                             CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+                             CAST(:next_at AS timestamptz[]), CAST(:codes AS integer[]),
+                             CAST(:errors AS text[]), CAST(:started AS timestamptz[]))
+             AS u(id, token, status, attempt, next_at, code, error, started_at)
+      -- Rows are locked in id order (as every bulk update of deliveries does), so two
+      -- transactions updating overlapping sets cannot deadlock.
+      JOIN (SELECT id FROM deliveries WHERE id = ANY(CAST(:ids AS uuid[]))
+            ORDER BY id FOR UPDATE) AS locked ON locked.id = u.id
+    ) AS u
     WHERE d.id = u.id AND d.claims = u.token AND d.status = 'pending'
     RETURNING d.id, d.tenant_id, d.subscriber_id, d.aggregate, d.status
     """

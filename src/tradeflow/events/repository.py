@@ -211,7 +211,10 @@ class EventsRepository:
         result = await self.session.execute(
             update(Delivery)
             .where(
-                Delivery.tenant_id == self.tenant_id, Delivery.id.in_(ids_stmt.scalar_subquery())
+                Delivery.tenant_id == self.tenant_id,
+                # Lock the rows in id order, as the worker's completion does, so a bulk
+                # reschedule and a completing batch never deadlock on each other.
+                Delivery.id.in_(ids_stmt.with_for_update().scalar_subquery()),
             )
             .values(**values)
             .returning(Delivery.id, Delivery.subscriber_id, Delivery.aggregate)

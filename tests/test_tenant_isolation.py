@@ -42,21 +42,9 @@ sys.path.insert(0, str(TESTS / "identity"))
 
 from identity_factories import make_api_key, make_tenant, make_user  # noqa: E402
 
-from tradeflow.identity import passwords  # noqa: E402
-
 Factory = Callable[[Any], Awaitable[dict[str, str]]]
 PARAM = re.compile(r"{([^}]+)}")
 METHODS = ("get", "post", "put", "patch", "delete")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_password_hashing() -> Any:
-    old = passwords.hasher()
-    passwords.configure_hasher(time_cost=1, memory_cost=1024, parallelism=1)
-    yield
-    passwords.configure_hasher(
-        time_cost=old.time_cost, memory_cost=old.memory_cost, parallelism=old.parallelism
-    )
 
 
 def _load_registries() -> list[Any]:

@@ -12,20 +12,8 @@ from orders.factories import World, make_world
 from payments.factories import Merchant, connect_sandbox
 from payments.support import sandbox_process
 from tradeflow.db import Database
-from tradeflow.identity import passwords
 from tradeflow.sandbox.control import SandboxControl
 from tradeflow.sandbox.process import SandboxProcess
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _cheap_password_hashing() -> Iterator[None]:
-    # Production argon2 parameters cost ~0.2 s a hash; buyers log in in some tests.
-    old = passwords.hasher()
-    passwords.configure_hasher(time_cost=1, memory_cost=1024, parallelism=1)
-    yield
-    passwords.configure_hasher(
-        time_cost=old.time_cost, memory_cost=old.memory_cost, parallelism=old.parallelism
-    )
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from httpx import ASGITransport, AsyncClient
 from PIL import Image
 
 from catalog.support import create_product
-from conftest import make_app
 from customers.support import Seller, events_of, make_seller, uniq
 from events.support import FAST, eventually, running_worker
+from tradeflow.app import create_app
 from tradeflow.catalog import runtime
 from tradeflow.config import Settings
 from tradeflow.db import Database
@@ -140,7 +140,7 @@ async def live(
 ) -> AsyncIterator[tuple[AsyncClient, Seller, Settings]]:
     """An app on real commits (the worker sees them), with its own media folder."""
     media = settings.model_copy(update={"media_dir": tmp_path / "media", **FAST})
-    app = make_app(media, committed, keyring)
+    app = create_app(media, committed, keyring=keyring)
     seller = await make_seller(committed)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
         yield c, seller, media

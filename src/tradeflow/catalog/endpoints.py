@@ -14,7 +14,7 @@ import uuid
 from pathlib import PurePath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.types import Message
@@ -36,7 +36,7 @@ from tradeflow.catalog.schemas import (
 from tradeflow.config import Settings
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
-from tradeflow.kit.etag import etag
+from tradeflow.kit.etag import IfMatch, etag
 from tradeflow.kit.idempotency import claim
 from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
@@ -46,9 +46,6 @@ router = APIRouter()
 
 Read = Annotated[Principal, require_scopes("catalog:read")]
 Write = Annotated[Principal, require_scopes("catalog:write")]
-IfMatch = Annotated[
-    str | None, Header(description="The ETag you read; on mismatch 412 (optional).")
-]
 NameFilter = Annotated[
     str | None, Query(max_length=200, description="Case-insensitive substring of the name.")
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
@@ -33,7 +33,7 @@ from tradeflow.customers import service as customers
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
 from tradeflow.kit.currency import CurrencyCode
-from tradeflow.kit.etag import etag
+from tradeflow.kit.etag import IfMatch, etag
 from tradeflow.kit.idempotency import claim
 from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
@@ -42,9 +42,6 @@ router = APIRouter()
 
 Read = Annotated[Principal, require_scopes("prices:read")]
 Write = Annotated[Principal, require_scopes("prices:write")]
-IfMatch = Annotated[
-    str | None, Header(description="The ETag you read; on mismatch 412 (optional).")
-]
 ValidOn = Annotated[
     AwareDatetime | None, Query(description="Only those valid at this instant (ISO 8601).")
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from tradeflow.customers import service
@@ -31,7 +31,7 @@ from tradeflow.errors import Forbidden
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import BuyerRole, Principal
 from tradeflow.kit.currency import CurrencyCode
-from tradeflow.kit.etag import etag
+from tradeflow.kit.etag import IfMatch, etag
 from tradeflow.kit.idempotency import claim
 from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
@@ -41,9 +41,6 @@ router = APIRouter()
 
 Read = Annotated[Principal, require_scopes("customers:read")]
 Write = Annotated[Principal, require_scopes("customers:write")]
-IfMatch = Annotated[
-    str | None, Header(description="The ETag you read; on mismatch 412 (optional).")
-]
 NameFilter = Annotated[
     str | None, Query(max_length=200, description="Case-insensitive substring of the name.")
 ]

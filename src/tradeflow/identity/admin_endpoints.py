@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from tradeflow.identity import service
@@ -27,7 +27,7 @@ from tradeflow.identity.schemas import (
     UserOut,
     UserPatchIn,
 )
-from tradeflow.kit.etag import etag
+from tradeflow.kit.etag import IfMatch, etag
 from tradeflow.kit.idempotency import claim
 from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
@@ -42,10 +42,6 @@ KeysWrite = Annotated[Principal, require_scopes("api_keys:write")]
 EventsRead = Annotated[Principal, require_scopes("security_events:read")]
 TenantRead = Annotated[Principal, require_scopes("tenant:read")]
 TenantWrite = Annotated[Principal, require_scopes("tenant:write")]
-IfMatch = Annotated[
-    str | None,
-    Header(description="The ETag you read; the update is refused with 412 if it changed."),
-]
 
 
 # -- users ----------------------------------------------------------------------------------------

@@ -7,7 +7,16 @@ whether a missing `If-Match` is allowed (`required=True` answers 428).
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Header
+
 from tradeflow.errors import PreconditionFailed, PreconditionRequired
+
+# The optional `If-Match` header of an update endpoint (checked with `check_if_match`).
+IfMatch = Annotated[
+    str | None, Header(description="The ETag you read; on mismatch 412 (optional).")
+]
 
 
 class VersionMismatch(PreconditionFailed):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,14 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        from pgserver.postgres_server import get_server
-
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = get_server(self.pgdata, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder; without XDG_RUNTIME_DIR
+            # (services, containers) it falls back to /tmp and warns on every start.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            from pgserver.postgres_server import get_server
+
+            self._server = get_server(self.pgdata, cleanup_mode="stop")
         uri: str = self._server.get_uri()
         log.info("embedded_postgres_started", pgdata=str(self.pgdata))
         return uri

@@ -91,16 +91,16 @@ def database_url(server_url: str, worker_id: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def test_home() -> Iterator[Path]:
+def home_folder() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="tradeflow-test-home-") as home:
         yield Path(home)
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, test_home: Path) -> Settings:
+def settings(database_url: str, home_folder: Path) -> Settings:
     return load_settings(
         database_url=database_url,
-        home=test_home,
+        home=home_folder,
         master_key=f"t1:{TEST_MASTER_KEY}",
         ratelimit_default="100000/minute",
         ratelimit_auth="100000/minute",

@@ -11,6 +11,7 @@ TABLES = {
     "reconciliation_runs",
     "reconciliation_mismatches",
     "processor_settlements",
+    "connector_pulls",
 }
 
 

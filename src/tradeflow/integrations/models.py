@@ -1,4 +1,5 @@
-"""Integrations tables: connector instances, the external-id map, conflicts, reconciliations."""
+"""Integrations tables: connector instances and their pull state, the external-id map,
+conflicts, reconciliations."""
 
 from __future__ import annotations
 
@@ -133,6 +134,37 @@ class SyncConflict(IdMixin, TenantMixin, TimestampMixin, Base):
     resolved_values: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     resolved_by: Mapped[str | None] = mapped_column(String(100))
     resolved_at: Mapped[datetime | None] = mapped_column()
+
+
+class ConnectorPull(TenantMixin, TimestampMixin, Base):
+    """The pull side of one connector instance: where it continues, when it runs next, how
+    the last pull went. `running_*` lease one pull at a time across workers and the CLI."""
+
+    __tablename__ = "connector_pulls"
+    __table_args__ = (
+        PrimaryKeyConstraint("connector_id"),
+        Index("ix_connector_pulls_next_pull_at", "next_pull_at"),
+    )
+
+    connector_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connector_instances.id", ondelete="CASCADE")
+    )
+    cursor: Mapped[str | None] = mapped_column(Text)
+    next_pull_at: Mapped[datetime | None] = mapped_column()
+    requested_at: Mapped[datetime | None] = mapped_column()
+    running_until: Mapped[datetime | None] = mapped_column()
+    running_token: Mapped[uuid.UUID | None] = mapped_column()
+    last_started_at: Mapped[datetime | None] = mapped_column()
+    last_finished_at: Mapped[datetime | None] = mapped_column()
+    last_success_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column()
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # pulled, unchanged, applied, conflicted, ignored, unknown, created, rejected
+    last_counts: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
+    totals: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
+    # The latest records we could not place: [{object_type, external_id, reason}], bounded.
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
 
 
 class ReconciliationRun(IdMixin, TenantMixin, Base):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -130,6 +130,28 @@ class RemoteRecord:
     fields: dict[str, Any]
 
 
+DEFAULT_PULL_CRON = "*/5 * * * *"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteChange:
+    """A record the remote changed: which kind, their id, its version marker and its fields."""
+
+    object_type: ObjectType
+    external_id: str
+    version: str  # version number, ETag or updated-at: a change already seen is skipped
+    fields: dict[str, Any]
+    updated_at: str | None = None  # as the remote reports it
+
+
+class ChangeBatch(NamedTuple):
+    """One page of pulled changes and where the next pull continues."""
+
+    changes: list[RemoteChange]
+    next_cursor: str | None
+    more: bool = False  # another page is ready now
+
+
 class ConnectorPlugin(abc.ABC):
     """What every connector declares."""
 
@@ -209,6 +231,33 @@ class DocumentConnector(ConnectorPlugin):
     async def list_all(self, object_type: ObjectType) -> list[RemoteRecord]:
         """Every record of a type (reconciliation); plugins that cannot list return []."""
         return []
+
+    # -- the pull side (`Capability.PULL_CHANGES`) -------------------------------------------
+    def supports_pull(self) -> bool:
+        return Capability.PULL_CHANGES in self.capabilities
+
+    def local_field(self, object_type: ObjectType, remote_field: str) -> str | None:
+        """Our document field that `remote_field` mirrors (pulled changes are applied to it)."""
+        return None
+
+    def pull_cron(self) -> str:
+        """When the scheduled pull runs for an instance (five-field cron, UTC)."""
+        return DEFAULT_PULL_CRON
+
+    def pull_creates_unknown(self) -> bool:
+        """Whether a pulled record with no external-id mapping becomes a new document of ours
+        (when the owning context can create one); otherwise it is only reported."""
+        return False
+
+    async def pull_changes(self, cursor: str | None) -> ChangeBatch:
+        """Remote records changed since `cursor` (None: from the beginning), one page at a time.
+
+        Returns the page and the cursor to continue from. The framework stores that cursor
+        only after it has applied the page, so a crash re-pulls it; applying is idempotent (a
+        change whose version was already seen is a no-op). `more` says another page is
+        waiting now; the plugin decides what a cursor encodes (pages, per-type watermarks).
+        """
+        raise NotImplementedError(f"{self.slug} does not pull changes")
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,3 +111,25 @@ def bearer(token: str) -> dict[str, str]:
 
 def totp_now(secret: str) -> str:
     return pyotp.TOTP(secret).now()
+
+
+class ManualClock:
+    """A monotonic clock the test moves by hand, for the API key cache's TTL."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def install_key_cache(app: Any) -> ManualClock:
+    """Give the app a fresh API key cache on a hand-moved clock; returns the clock."""
+    from tradeflow.identity.key_cache import ApiKeyCache
+
+    clock = ManualClock()
+    app.state.api_key_cache = ApiKeyCache(clock=clock)
+    return clock

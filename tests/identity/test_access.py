@@ -8,18 +8,28 @@ from typing import Any
 
 from fastapi import APIRouter
 from httpx import ASGITransport, AsyncClient
-from identity_factories import access_token, bearer, login, make_api_key, make_tenant, make_user
+from identity_factories import (
+    access_token,
+    bearer,
+    install_key_cache,
+    login,
+    make_api_key,
+    make_tenant,
+    make_user,
+)
 from sqlalchemy import select, text
 from test_login import assert_problem, events
 
 from tradeflow.db import Database
 from tradeflow.identity.auth import Authenticated, TenantSession
+from tradeflow.identity.key_cache import TTL_SECONDS
 from tradeflow.identity.models import ApiKey, User
 from tradeflow.kit.keyring import Keyring
 from tradeflow.kit.time import isoformat, utcnow
 
 
-async def test_api_key_lifecycle(client: AsyncClient, rolled_back: Database) -> None:
+async def test_api_key_lifecycle(client: AsyncClient, app: Any, rolled_back: Database) -> None:
+    clock = install_key_cache(app)
     tenant = await make_tenant(rolled_back)
     admin = await make_user(rolled_back, tenant, role="admin")
     token = await access_token(client, admin)
@@ -60,13 +70,14 @@ async def test_api_key_lifecycle(client: AsyncClient, rolled_back: Database) -> 
             await s.execute(select(ApiKey.last_used_at).where(ApiKey.prefix == created["prefix"]))
         ).scalar_one()
     assert used is not None
-    # Revoked: refused at once; revoking again is harmless.
+    # Revoked: refused once the key cache's TTL has passed; revoking again is harmless.
     r = await client.post(f"/v1/api-keys/{created['id']}/revoke", headers=bearer(token))
     assert r.status_code == 200
     assert r.json()["revoked_at"] is not None
     assert (
         await client.post(f"/v1/api-keys/{created['id']}/revoke", headers=bearer(token))
     ).status_code == 200
+    clock.advance(TTL_SECONDS)
     body = assert_problem(await client.get("/v1/me", headers=bearer(key)), 401, "invalid-token")
     assert "revoked" in body["detail"]
     kinds = [e.kind for e in await events(rolled_back, tenant.id)]
@@ -75,8 +86,9 @@ async def test_api_key_lifecycle(client: AsyncClient, rolled_back: Database) -> 
 
 
 async def test_api_key_expiry_and_malformed_keys(
-    client: AsyncClient, rolled_back: Database
+    client: AsyncClient, app: Any, rolled_back: Database
 ) -> None:
+    clock = install_key_cache(app)
     tenant = await make_tenant(rolled_back)
     key_id, key = await make_api_key(rolled_back, tenant, expires_at=utcnow() + timedelta(hours=1))
     assert (await client.get("/v1/me", headers=bearer(key))).status_code == 200
@@ -86,6 +98,7 @@ async def test_api_key_expiry_and_malformed_keys(
             {"id": key_id},
         )
         await s.commit()
+    clock.advance(TTL_SECONDS)  # the cached copy still has the old expiry until then
     body = assert_problem(await client.get("/v1/me", headers=bearer(key)), 401, "invalid-token")
     assert "expired" in body["detail"]
     _, good = await make_api_key(rolled_back, tenant)

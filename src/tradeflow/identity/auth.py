@@ -9,7 +9,8 @@
 
 * `current_principal` reads `Authorization: Bearer <token>`: an API key
   (`tf_live_…`) or an access token (JWT). It is the only code that reads
-  credentials across tenants (`Database.system_session`).
+  credentials across tenants (`Database.system_session`). Verified API keys are
+  remembered for a few seconds (`identity.key_cache`), so most key requests skip it.
 * `require_scopes(...)` turns a missing scope into a 403 naming it.
 * `TenantSession` is the request's unit of work: a session confined to the
   caller's tenant by row-level security, committed after the endpoint returns
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.config import Settings
 from tradeflow.identity.errors import InvalidToken, MissingScopes, UserOnly
+from tradeflow.identity.key_cache import ApiKeyCache, CachedKey
 from tradeflow.identity.principal import Principal, scopes_for_role
 from tradeflow.identity.repository import CredentialRepository
 from tradeflow.identity.tokens import (
@@ -50,7 +52,25 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ENROL_ONLY = "mfa_enrol"
 
 
+def api_key_cache(request: Request) -> ApiKeyCache:
+    """The process's cache of verified API keys (created on first use)."""
+    state = request.app.state
+    cache = getattr(state, "api_key_cache", None)
+    if not isinstance(cache, ApiKeyCache):
+        cache = state.api_key_cache = ApiKeyCache()
+    return cache
+
+
 async def _resolve_api_key(request: Request, token: str) -> Principal:
+    presented = hashlib.sha256(token.encode()).digest()
+    cache = api_key_cache(request)
+    hit = cache.get(presented)
+    if hit is not None:
+        # Revocation reaches a cached key within the cache's TTL; its own expiry is exact.
+        if hit.expires_at is not None and hit.expires_at <= utcnow():
+            cache.forget(presented)
+            raise InvalidToken("This API key has expired.")
+        return hit.principal
     prefix = api_key_prefix(token)
     if prefix is None:
         raise InvalidToken("Malformed API key.")
@@ -58,7 +78,6 @@ async def _resolve_api_key(request: Request, token: str) -> Principal:
     async with db.system_session() as session:
         creds = CredentialRepository(session)
         key = await creds.api_key_by_prefix(prefix)
-        presented = hashlib.sha256(token.encode()).digest()
         # Compare even when no key matched, so timing does not tell a valid prefix apart.
         stored = key.key_hash if key is not None else b"\0" * 32
         if not hmac.compare_digest(stored, presented) or key is None:
@@ -68,16 +87,19 @@ async def _resolve_api_key(request: Request, token: str) -> Principal:
             raise InvalidToken("This API key is revoked.")
         if key.expires_at is not None and key.expires_at <= now:
             raise InvalidToken("This API key has expired.")
+        # `last_used_at` is written at most once a minute per key (and only on a cache miss).
         if key.last_used_at is None or (now - key.last_used_at).total_seconds() >= 60:
             await creds.touch_api_key(key.id, now)
             await session.commit()
-    return Principal(
+    principal = Principal(
         kind="api_key",
         id=key.id,
         tenant_id=key.tenant_id,
         scopes=frozenset(key.scopes),
         user_id=key.created_by,
     )
+    cache.put(presented, CachedKey(principal, key.expires_at))
+    return principal
 
 
 async def _resolve_jwt(request: Request, token: str, *, allow_enrol: bool) -> Principal:

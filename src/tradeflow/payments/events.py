@@ -40,9 +40,28 @@ class PaymentAuthorized(PaymentEvent):
 @event_type("payment.captured", aggregate="payment")
 class PaymentCaptured(PaymentEvent):
     """Money was captured: `amount_minor` is this capture, `amount_captured_total_minor` the
-    payment's total so far."""
+    payment's total so far, `fee_minor` the processor's fee on this capture."""
 
     amount_captured_total_minor: int
+    # Added to v1 as an optional field with a default (additive, not breaking): events
+    # stored before it validate unchanged and read as "no fee reported".
+    fee_minor: int = Field(
+        default=0,
+        ge=0,
+        description="What the processor keeps of this capture (its fee), minor units; "
+        "0 when it reports none.",
+    )
+
+
+@event_type("payment.canceled", aggregate="payment")
+class PaymentCanceled(PaymentEvent):
+    """An authorisation nothing was captured from was voided at the processor (e.g. it
+    expired uncaptured); the hold on the buyer's funds is released and the invoice is open
+    again. `amount_minor` is the amount that was authorised."""
+
+    reason: str | None = Field(
+        default=None, description="Why, e.g. `authorization_expired`; None if not ours."
+    )
 
 
 @event_type("payment.failed", aggregate="payment")

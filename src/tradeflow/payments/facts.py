@@ -116,10 +116,12 @@ async def apply_charge(
         return Applied(bool(events), events)
     before_status = payment.processor_status
     before_captured = payment.amount_captured_minor
+    before_fee = payment.fee_minor
     payment.processor_payment_id = state.id
     payment.processor_version = state.version
     payment.processor_status = state.status
     payment.amount_captured_minor = state.amount_captured_minor
+    payment.fee_minor = max(before_fee, state.fee_minor)
     if state.status == "failed":
         payment.failure_code = state.failure_code or "declined"
         payment.failure_message = state.failure_message
@@ -134,12 +136,18 @@ async def apply_charge(
                 failure_message=payment.failure_message,
             )
         )
+    if state.status == "canceled" and before_status != "canceled":
+        events.append(
+            ev.PaymentCanceled(**_base(payment, payment.amount_minor), reason=payment.failure_code)
+        )
     captured = state.amount_captured_minor - before_captured
     if captured > 0:
+        # The fee of the captures this snapshot adds; the ledger books it with the capture.
         events.append(
             ev.PaymentCaptured(
                 **_base(payment, captured),
                 amount_captured_total_minor=state.amount_captured_minor,
+                fee_minor=payment.fee_minor - before_fee,
             )
         )
     await _publish(session, payment, events)
@@ -158,7 +166,9 @@ async def _settle_charge_operations(
                 settle(op, "failed", error_code=state.failure_code, error_message="declined")
             else:
                 settle(op, "succeeded")
-        elif op.kind == "capture" and str(op.id) in captured_refs:
+        elif (op.kind == "capture" and str(op.id) in captured_refs) or (
+            op.kind == "void" and state.status == "canceled"
+        ):
             settle(op, "succeeded")
 
 

@@ -47,6 +47,8 @@ class Payment(IdMixin, TenantMixin, TimestampMixin, Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount_captured_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The processor's fees on this payment's captures so far (what it keeps; never refunded).
+    fee_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     payment_method: Mapped[str] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(String(500))
     failure_code: Mapped[str | None] = mapped_column(String(100))

@@ -108,6 +108,9 @@ class PaymentOut(BaseModel):
     amount_captured_minor: int
     amount_refunded_minor: int
     amount_capturable_minor: int
+    fee_minor: int = Field(
+        description="The processor's fees on the captures so far (it keeps them on refunds)."
+    )
     payment_method: str
     description: str | None
     failure_code: str | None

@@ -315,6 +315,7 @@ async def begin_payment(
         currency=invoice.currency,
         amount_captured_minor=0,
         amount_refunded_minor=0,
+        fee_minor=0,
         payment_method=body.payment_method,
         description=body.description,
         announced=False,

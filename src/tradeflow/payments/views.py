@@ -33,6 +33,7 @@ def _payment_out(payment: Payment, operations: Sequence[ProcessorOperation]) -> 
         amount_captured_minor=payment.amount_captured_minor,
         amount_refunded_minor=payment.amount_refunded_minor,
         amount_capturable_minor=capturable,
+        fee_minor=payment.fee_minor,
         payment_method=payment.payment_method,
         description=payment.description,
         failure_code=payment.failure_code,

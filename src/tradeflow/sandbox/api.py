@@ -9,8 +9,11 @@ paths a real adapter would.
     GET  /v1/charges?reference=…      look a charge up by the caller's reference
     GET  /v1/charges/{id}
     POST /v1/charges/{id}/captures    {amount?, reference?}
+    POST /v1/charges/{id}/void        {reference?}  cancel an uncaptured authorisation
     POST /v1/refunds                  {charge, amount?, reference?, reason?}
     GET  /v1/refunds?reference=…  ·  GET /v1/refunds/{id}
+    GET  /v1/balance_transactions?created_gte=&starting_after=&limit=
+                                      captures and refunds with their fees, oldest first
 
 Errors: `{"error": {"type", "code", "message"}}` with 400/401/402/404/409/422.
 """
@@ -21,6 +24,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -30,12 +34,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tradeflow.sandbox import balance
 from tradeflow.sandbox.schemas import (
     DECLINE_MESSAGES,
     PAYMENT_METHODS,
     CaptureIn,
     ChargeIn,
     RefundIn,
+    VoidIn,
 )
 from tradeflow.sandbox.store import Account, Store, error_body, new_id
 
@@ -152,7 +158,9 @@ def create_api(store: Store, *, on_event: Callable[[], None]) -> Starlette:
                 else None,
             )
             if captured:
-                await store.insert_capture(conn, charge_id, captured, body.reference)
+                await store.insert_capture(
+                    conn, account, charge_id, captured, body.currency, body.reference
+                )
             view = await store.charge_view(conn, charge_id)
             event = {
                 "failed": "charge.failed",
@@ -199,7 +207,9 @@ def create_api(store: Store, *, on_event: Callable[[], None]) -> Starlette:
                 amount_captured=total,
                 status="captured" if total == row.amount else "partially_captured",
             )
-            await store.insert_capture(conn, charge_id, amount, body.reference)
+            await store.insert_capture(
+                conn, account, charge_id, amount, row.currency, body.reference
+            )
             view = await store.charge_view(conn, charge_id)
             await store.emit(conn, account, "charge.captured", view)
             return 200, view
@@ -243,6 +253,59 @@ def create_api(store: Store, *, on_event: Callable[[], None]) -> Starlette:
 
         return await mutate(request, account, operation)
 
+    async def void_charge(request: Request) -> JSONResponse:
+        account = await authenticate(request)
+        _parse(VoidIn, await request.body())
+        charge_id = request.path_params["charge_id"]
+
+        async def operation(conn: AsyncConnection) -> tuple[int, dict[str, Any]]:
+            row = await store.lock_charge(conn, account.id, charge_id)
+            if row is None:
+                return 404, error_body(
+                    "invalid_request_error", "resource_missing", f"No charge {charge_id}."
+                )
+            if row.status == "canceled":  # already void: say so again, change nothing
+                return 200, await store.charge_view(conn, charge_id)
+            if row.status != "requires_capture":
+                return 409, error_body(
+                    "invalid_request_error",
+                    "charge_not_cancelable",
+                    f"The charge is {row.status}; only an authorisation nothing was captured "
+                    "from can be voided.",
+                )
+            await store.update_charge(conn, charge_id, status="canceled")
+            view = await store.charge_view(conn, charge_id)
+            await store.emit(conn, account, "charge.canceled", view)
+            return 200, view
+
+        return await mutate(request, account, operation)
+
+    async def balance_transactions(request: Request) -> JSONResponse:
+        account = await authenticate(request)
+        query = request.query_params
+        try:
+            since = datetime.fromisoformat(query["created_gte"]) if "created_gte" in query else None
+            limit = int(query.get("limit", "100"))
+        except ValueError as exc:
+            raise _Reject(
+                400,
+                error_body("invalid_request_error", "invalid_request", f"Bad query: {exc}"),
+            ) from exc
+        if not 1 <= limit <= 500:
+            raise _Reject(
+                400,
+                error_body("invalid_request_error", "invalid_request", "limit is 1 to 500."),
+            )
+        async with store.engine.connect() as conn:
+            data, more = await balance.list_transactions(
+                conn,
+                account.id,
+                since=since,
+                starting_after=query.get("starting_after"),
+                limit=limit,
+            )
+        return JSONResponse({"object": "list", "data": data, "has_more": more})
+
     def lister(table: str) -> Callable[[Request], Any]:
         async def list_objects(request: Request) -> JSONResponse:
             account = await authenticate(request)
@@ -283,6 +346,8 @@ def create_api(store: Store, *, on_event: Callable[[], None]) -> Starlette:
             Route("/v1/charges", lister("sandbox_charges"), methods=["GET"]),
             Route("/v1/charges/{object_id}", getter("sandbox_charges", "charge"), methods=["GET"]),
             Route("/v1/charges/{charge_id}/captures", capture_charge, methods=["POST"]),
+            Route("/v1/charges/{charge_id}/void", void_charge, methods=["POST"]),
+            Route("/v1/balance_transactions", balance_transactions, methods=["GET"]),
             Route("/v1/refunds", create_refund, methods=["POST"]),
             Route("/v1/refunds", lister("sandbox_refunds"), methods=["GET"]),
             Route("/v1/refunds/{object_id}", getter("sandbox_refunds", "refund"), methods=["GET"]),

@@ -49,6 +49,29 @@ class SandboxControl:
     async def set_webhook_url(self, account_id: str, url: str | None) -> None:
         await self._call("PATCH", f"/accounts/{account_id}", json={"webhook_url": url})
 
+    async def set_fees(
+        self, account_id: str, *, bps: int | None = None, fixed_minor: int | None = None
+    ) -> dict[str, Any]:
+        """Change the account's fee per capture (basis points of the amount, plus fixed)."""
+        body: dict[str, int] = {}
+        if bps is not None:
+            body["fee_bps"] = bps
+        if fixed_minor is not None:
+            body["fee_fixed_minor"] = fixed_minor
+        result: dict[str, Any] = await self._call("PATCH", f"/accounts/{account_id}", json=body)
+        return result
+
+    async def charge_directly(
+        self, account_id: str, *, amount: int, currency: str, reference: str | None = None
+    ) -> dict[str, Any]:
+        """Capture a charge at the processor behind Tradeflow's back (no call, no webhook)."""
+        result: dict[str, Any] = await self._call(
+            "POST",
+            f"/accounts/{account_id}/charges",
+            json={"amount": amount, "currency": currency, "reference": reference},
+        )
+        return result
+
     async def set_faults(self, account_id: str, faults: Faults | None = None, **kw: Any) -> Faults:
         body = (faults or Faults(**kw)).model_dump()
         return Faults.model_validate(

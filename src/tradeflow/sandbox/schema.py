@@ -107,4 +107,25 @@ SCHEMA = [
     """,
     "CREATE INDEX IF NOT EXISTS sandbox_webhook_attempts_event "
     "ON sandbox_webhook_attempts (event_id)",
+    # Fees (added after the first release: existing sandbox databases get the columns too).
+    "ALTER TABLE sandbox_accounts ADD COLUMN IF NOT EXISTS fee_bps integer NOT NULL DEFAULT 290",
+    "ALTER TABLE sandbox_accounts ADD COLUMN IF NOT EXISTS fee_fixed bigint NOT NULL DEFAULT 30",
+    "ALTER TABLE sandbox_captures ADD COLUMN IF NOT EXISTS fee bigint NOT NULL DEFAULT 0",
+    # The processor's books: one row per money movement, in the order they happened.
+    """
+    CREATE TABLE IF NOT EXISTS sandbox_balance_transactions (
+      seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      id text NOT NULL UNIQUE,
+      account_id text NOT NULL REFERENCES sandbox_accounts (id) ON DELETE CASCADE,
+      type text NOT NULL,
+      charge_id text NOT NULL REFERENCES sandbox_charges (id) ON DELETE CASCADE,
+      source_id text NOT NULL,
+      amount bigint NOT NULL,
+      fee bigint NOT NULL DEFAULT 0,
+      currency text NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS sandbox_balance_transactions_account "
+    "ON sandbox_balance_transactions (account_id, created_at, seq)",
 ]

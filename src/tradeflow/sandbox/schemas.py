@@ -51,13 +51,33 @@ class RefundIn(_Body):
     reason: str | None = Field(default=None, max_length=200)
 
 
+class VoidIn(_Body):
+    reference: str | None = Field(default=None, max_length=200)
+
+
 class AccountIn(_Body):
     name: str = Field(default="sandbox merchant", min_length=1, max_length=200)
     webhook_url: str | None = Field(default=None, max_length=2000)
 
 
 class AccountPatch(_Body):
+    """Only the fields sent change."""
+
     webhook_url: str | None = Field(default=None, max_length=2000)
+    fee_bps: int | None = Field(
+        default=None, ge=0, le=10_000, description="Fee per capture, in basis points."
+    )
+    fee_fixed_minor: int | None = Field(
+        default=None, ge=0, le=MAX_AMOUNT, description="Fixed fee per capture, minor units."
+    )
+
+
+class DirectChargeIn(_Body):
+    """A charge captured at the processor without any call from Tradeflow (control plane)."""
+
+    amount: int = Field(gt=0, le=MAX_AMOUNT)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    reference: str | None = Field(default=None, max_length=200)
 
 
 class Faults(_Body):

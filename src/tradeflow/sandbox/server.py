@@ -25,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tradeflow.sandbox import balance
 from tradeflow.sandbox.api import create_api
-from tradeflow.sandbox.schemas import AccountIn, AccountPatch, Faults, FlushIn
-from tradeflow.sandbox.store import Store
+from tradeflow.sandbox.schemas import AccountIn, AccountPatch, DirectChargeIn, Faults, FlushIn
+from tradeflow.sandbox.store import Store, new_id
 from tradeflow.sandbox.webhooks import WebhookSender
 
 log = structlog.get_logger(__name__)
@@ -193,9 +194,60 @@ class SandboxServer:
         async def patch_account(request: Request) -> JSONResponse:
             account_id = await account_or_404(request)
             body: AccountPatch = await parse(request, AccountPatch)
-            await store.set_webhook_url(account_id, body.webhook_url)
-            self.sender.wake()
-            return JSONResponse({"id": account_id, "webhook_url": body.webhook_url})
+            sent = body.model_fields_set
+            if "webhook_url" in sent:
+                await store.set_webhook_url(account_id, body.webhook_url)
+                self.sender.wake()
+            if sent & {"fee_bps", "fee_fixed_minor"}:
+                account = await store.account(account_id)
+                assert account is not None
+                async with store.engine.begin() as conn:
+                    await balance.set_fees(
+                        conn,
+                        account_id,
+                        bps=account.fee_bps if body.fee_bps is None else body.fee_bps,
+                        fixed=account.fee_fixed
+                        if body.fee_fixed_minor is None
+                        else body.fee_fixed_minor,
+                    )
+            account = await store.account(account_id)
+            assert account is not None
+            return JSONResponse(
+                {
+                    "id": account_id,
+                    "webhook_url": account.webhook_url,
+                    "fee_bps": account.fee_bps,
+                    "fee_fixed_minor": account.fee_fixed,
+                }
+            )
+
+        async def direct_charge(request: Request) -> JSONResponse:
+            """A captured charge Tradeflow never asked for and hears nothing about (no
+            webhook): what reconciliation against the processor's books must notice."""
+            account = await store.account(await account_or_404(request))
+            assert account is not None
+            body: DirectChargeIn = await parse(request, DirectChargeIn)
+            charge_id = new_id("ch")
+            async with store.engine.begin() as conn:
+                await store.insert_charge(
+                    conn,
+                    id=charge_id,
+                    account_id=account.id,
+                    amount=body.amount,
+                    currency=body.currency,
+                    amount_captured=body.amount,
+                    status="captured",
+                    payment_method="pm_sandbox_ok",
+                    reference=body.reference,
+                    description="created through the control plane",
+                    failure_code=None,
+                    failure_message=None,
+                )
+                await store.insert_capture(
+                    conn, account, charge_id, body.amount, body.currency, body.reference
+                )
+                view = await store.charge_view(conn, charge_id)
+            return JSONResponse(view, status_code=201)
 
         async def put_faults(request: Request) -> JSONResponse:
             account_id = await account_or_404(request)
@@ -252,6 +304,7 @@ class SandboxServer:
                 Route("/accounts/{account_id}/faults", put_faults, methods=["PUT"]),
                 Route("/accounts/{account_id}/faults", get_faults, methods=["GET"]),
                 Route("/accounts/{account_id}/charges", charges, methods=["GET"]),
+                Route("/accounts/{account_id}/charges", direct_charge, methods=["POST"]),
                 Route("/accounts/{account_id}/refunds", refunds, methods=["GET"]),
                 Route("/accounts/{account_id}/webhooks", webhooks, methods=["GET"]),
                 Route("/accounts/{account_id}/webhooks/flush", flush, methods=["POST"]),

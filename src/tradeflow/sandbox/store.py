@@ -74,6 +74,8 @@ class Account:
     webhook_url: str | None
     webhook_secret: str
     faults: Faults
+    fee_bps: int = 0
+    fee_fixed: int = 0
 
 
 def _account(row: Any) -> Account:
@@ -83,6 +85,8 @@ def _account(row: Any) -> Account:
         webhook_url=row.webhook_url,
         webhook_secret=row.webhook_secret,
         faults=Faults.model_validate(row.faults or {}),
+        fee_bps=row.fee_bps,
+        fee_fixed=row.fee_fixed,
     )
 
 
@@ -111,10 +115,11 @@ class Store:
         api_key = f"sk_sandbox_{secrets.token_urlsafe(24)}"
         webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         async with self.engine.begin() as conn:
-            await conn.execute(
+            fees = await conn.execute(
                 text(
                     "INSERT INTO sandbox_accounts (id, name, api_key_hash, webhook_url, "
-                    "webhook_secret) VALUES (:id, :name, :h, :url, :secret)"
+                    "webhook_secret) VALUES (:id, :name, :h, :url, :secret) "
+                    "RETURNING fee_bps, fee_fixed"
                 ),
                 {
                     "id": account_id,
@@ -124,12 +129,15 @@ class Store:
                     "secret": webhook_secret,
                 },
             )
+            fee_bps, fee_fixed = fees.one()
         return {
             "id": account_id,
             "name": name,
             "api_key": api_key,
             "webhook_secret": webhook_secret,
             "webhook_url": webhook_url,
+            "fee_bps": fee_bps,
+            "fee_fixed_minor": fee_fixed,
         }
 
     async def account(self, account_id: str) -> Account | None:
@@ -237,7 +245,7 @@ class Store:
         captures = (
             await conn.execute(
                 text(
-                    "SELECT id, amount, reference, created_at FROM sandbox_captures "
+                    "SELECT id, amount, fee, reference, created_at FROM sandbox_captures "
                     "WHERE charge_id = :id ORDER BY created_at, id"
                 ),
                 {"id": charge_id},
@@ -261,11 +269,13 @@ class Store:
                 {
                     "id": c.id,
                     "amount": c.amount,
+                    "fee": c.fee,
                     "reference": c.reference,
                     "created": _iso(c.created_at),
                 }
                 for c in captures
             ],
+            "amount_fee": sum(c.fee for c in captures),
             "version": row.version,
             "created": _iso(row.created_at),
             "updated": _iso(row.updated_at),
@@ -305,14 +315,35 @@ class Store:
         )
 
     async def insert_capture(
-        self, conn: AsyncConnection, charge_id: str, amount: int, reference: str | None
+        self,
+        conn: AsyncConnection,
+        account: Account,
+        charge_id: str,
+        amount: int,
+        currency: str,
+        reference: str | None,
     ) -> None:
+        """A capture, its fee, and its balance transaction."""
+        from tradeflow.sandbox import balance
+
+        capture_id = new_id("cap")
+        fee = balance.capture_fee(amount, bps=account.fee_bps, fixed=account.fee_fixed)
         await conn.execute(
             text(
-                "INSERT INTO sandbox_captures (id, charge_id, amount, reference) "
-                "VALUES (:id, :c, :a, :r)"
+                "INSERT INTO sandbox_captures (id, charge_id, amount, fee, reference) "
+                "VALUES (:id, :c, :a, :fee, :r)"
             ),
-            {"id": new_id("cap"), "c": charge_id, "a": amount, "r": reference},
+            {"id": capture_id, "c": charge_id, "a": amount, "fee": fee, "r": reference},
+        )
+        await balance.record(
+            conn,
+            account_id=account.id,
+            kind="capture",
+            charge_id=charge_id,
+            source_id=capture_id,
+            amount=amount,
+            fee=fee,
+            currency=currency,
         )
 
     async def lock_charge(self, conn: AsyncConnection, account_id: str, charge_id: str) -> Any:
@@ -334,6 +365,9 @@ class Store:
         )
 
     async def insert_refund(self, conn: AsyncConnection, **values: Any) -> None:
+        """A refund and (when it succeeded) its balance transaction; refunds carry no fee."""
+        from tradeflow.sandbox import balance
+
         await conn.execute(
             text(
                 "INSERT INTO sandbox_refunds (id, account_id, charge_id, amount, currency, status, "
@@ -342,6 +376,17 @@ class Store:
             ),
             values,
         )
+        if values["status"] == "succeeded":
+            await balance.record(
+                conn,
+                account_id=values["account_id"],
+                kind="refund",
+                charge_id=values["charge_id"],
+                source_id=values["id"],
+                amount=values["amount"],
+                fee=0,
+                currency=values["currency"],
+            )
 
     async def find(
         self, table: str, account_id: str, *, object_id: str | None, reference: str | None

@@ -61,6 +61,7 @@ class Capture:
     id: str
     amount_minor: int
     reference: str | None
+    fee_minor: int = 0  # what the processor keeps of this capture
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,8 @@ class ChargeState:
     failure_code: str | None = None
     failure_message: str | None = None
     captures: tuple[Capture, ...] = ()
+    # The processor's fees on all captures so far; grows with them, never shrinks.
+    fee_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,35 @@ class RefundState:
     currency: str
     version: int
     failure_code: str | None = None
+
+
+SettlementKind = Literal["capture", "refund"]
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementItem:
+    """One money movement at the processor (a balance transaction), as its books show it.
+
+    `amount_minor` is the gross amount moved (positive for captures and refunds alike);
+    `fee_minor` what the processor kept of it; `payment_reference` the reference we sent
+    with the charge (our payment id), or None for a charge we did not make.
+    """
+
+    id: str
+    kind: SettlementKind
+    charge_id: str
+    payment_reference: str | None
+    amount_minor: int
+    fee_minor: int
+    currency: str
+    created_at: datetime
+    source_id: str  # the capture or refund at the processor
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementPage:
+    items: tuple[SettlementItem, ...]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +262,41 @@ class Processor(abc.ABC):
         reason: str | None,
     ) -> RefundState:
         """Refund part or all of what was captured."""
+
+    async def void(self, charge_id: str, *, idempotency_key: str, reference: str) -> ChargeState:
+        """Cancel an authorisation nothing was captured from (the hold on the funds ends).
+
+        Returns the charge, `canceled`. Plugins for processors without voids keep this
+        default: a refusal, so expired authorisations are left to the processor's own expiry.
+        """
+        raise ProcessorRejected(
+            f"The {self.name} processor does not support voiding authorisations.",
+            code="void_not_supported",
+        )
+
+    async def list_settlements(
+        self, *, since: datetime, cursor: str | None = None, limit: int = 100
+    ) -> SettlementPage:
+        """The processor's money movements (captures, refunds, their fees) at or after `since`,
+        oldest first, a page at a time; pass `next_cursor` back for the next page.
+
+        Reconciliation compares these with the ledger. The default raises
+        `ProcessorRejected` (code `settlements_not_supported`): reconciliation then falls
+        back to the totals payments recorded from the processor's events.
+        """
+        raise ProcessorRejected(
+            f"The {self.name} processor does not list settlements.",
+            code="settlements_not_supported",
+        )
+
+    @classmethod
+    def target_urls(cls, config: ProcessorConfig) -> dict[str, str]:
+        """The config's fields that name an address Tradeflow will call, by field name.
+
+        Checked against the SSRF rule when a tenant saves the config: a tenant admin must
+        not be able to point Tradeflow at private or loopback addresses.
+        """
+        return {}
 
     @abc.abstractmethod
     async def find_payment(self, *, reference: str) -> ChargeState | None:

@@ -32,6 +32,8 @@ from tradeflow.payments.processors.base import (
     ProcessorRejected,
     ProcessorUnavailable,
     RefundState,
+    SettlementItem,
+    SettlementPage,
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
     WebhookTimestampStale,
@@ -82,9 +84,15 @@ def _charge(obj: Mapping[str, Any]) -> ChargeState:
         failure_code=obj.get("failure_code"),
         failure_message=obj.get("failure_message"),
         captures=tuple(
-            Capture(id=str(c["id"]), amount_minor=int(c["amount"]), reference=c.get("reference"))
+            Capture(
+                id=str(c["id"]),
+                amount_minor=int(c["amount"]),
+                reference=c.get("reference"),
+                fee_minor=int(c.get("fee", 0)),
+            )
             for c in obj.get("captures", [])
         ),
+        fee_minor=int(obj.get("amount_fee", 0)),
     )
 
 
@@ -98,6 +106,20 @@ def _refund(obj: Mapping[str, Any]) -> RefundState:
         currency=str(obj["currency"]),
         version=int(obj["version"]),
         failure_code=obj.get("failure_code"),
+    )
+
+
+def _settlement(obj: Mapping[str, Any]) -> SettlementItem:
+    return SettlementItem(
+        id=str(obj["id"]),
+        kind=obj["type"],
+        charge_id=str(obj["charge"]),
+        payment_reference=obj.get("charge_reference"),
+        amount_minor=int(obj["amount"]),
+        fee_minor=int(obj.get("fee", 0)),
+        currency=str(obj["currency"]),
+        created_at=datetime.fromisoformat(str(obj["created"])),
+        source_id=str(obj["source"]),
     )
 
 
@@ -224,6 +246,36 @@ class SandboxProcessor(Processor):
         if response.status_code >= 400:
             raise self._rejected(response)
         return _refund(response.json())
+
+    async def void(self, charge_id: str, *, idempotency_key: str, reference: str) -> ChargeState:
+        response = await self._send(
+            "POST",
+            f"/v1/charges/{charge_id}/void",
+            idempotency_key=idempotency_key,
+            json={"reference": reference},
+        )
+        if response.status_code >= 400:
+            raise self._rejected(response)
+        return _charge(response.json())
+
+    async def list_settlements(
+        self, *, since: datetime, cursor: str | None = None, limit: int = 100
+    ) -> SettlementPage:
+        params: dict[str, str | int] = {"created_gte": since.isoformat(), "limit": limit}
+        if cursor is not None:
+            params["starting_after"] = cursor
+        response = await self._send("GET", "/v1/balance_transactions", params=params)
+        if response.status_code >= 400:
+            raise self._rejected(response)
+        body = response.json()
+        items = tuple(_settlement(obj) for obj in body.get("data", []))
+        more = bool(body.get("has_more")) and items
+        return SettlementPage(items=items, next_cursor=items[-1].id if more else None)
+
+    @classmethod
+    def target_urls(cls, config: ProcessorConfig) -> dict[str, str]:
+        assert isinstance(config, SandboxConfig)
+        return {"base_url": config.base_url}
 
     async def _find(self, path: str, reference: str) -> dict[str, Any] | None:
         response = await self._send("GET", path, params={"reference": reference})

@@ -326,6 +326,27 @@ class LedgerRepository:
         )
         return uuid.UUID(value) if value else None
 
+    async def invoice_postings(self, invoice_id: uuid.UUID) -> dict[tuple[str, str], int]:
+        """What event entries booked for one invoice, by (source event type, system key of
+        the account): debits − credits (so a credit to revenue or tax is negative)."""
+        rows = await self.session.execute(
+            select(
+                Entry.source_event_type,
+                Account.system_key,
+                func.sum(Line.debit_minor - Line.credit_minor),
+            )
+            .join(Line, and_(Line.entry_id == Entry.id, Line.tenant_id == Entry.tenant_id))
+            .join(Account, Account.id == Line.account_id)
+            .where(
+                Entry.tenant_id == self.tenant_id,
+                Entry.refs.contains({"invoice_id": str(invoice_id)}),
+                Entry.source_event_type.is_not(None),
+                Account.system_key.is_not(None),
+            )
+            .group_by(Entry.source_event_type, Account.system_key)
+        )
+        return {(str(t), str(k)): int(v) for t, k, v in rows.all()}
+
     # -- reports ----------------------------------------------------------------------------
 
     async def balances(

@@ -3,7 +3,10 @@
 * `invoice.issued`: Dr receivables (total) / Cr revenue (total − tax), Cr tax payable (tax)
 * `payment.captured`: Dr processor clearing or cash (amount − fee), Dr processor fees (fee)
   / Cr receivables (amount)
-* `refund.succeeded`: Dr refunds (amount) / Cr processor clearing or cash (amount)
+* `refund.succeeded`: Dr refunds (amount − its tax share), Dr tax payable (tax share)
+  / Cr processor clearing or cash (amount)
+* `invoice.voided`: the mirror of `invoice.issued` — Dr revenue, Dr tax payable
+  / Cr receivables
 
 Payloads are read tolerantly (unknown fields ignored) — the publishing context
 owns their shape, and a new optional field there must not stop the books.
@@ -165,18 +168,55 @@ def payment_captured(facts: PaymentFacts, *, customer_id: uuid.UUID | None) -> D
     )
 
 
-def refund_succeeded(facts: RefundFacts, *, customer_id: uuid.UUID | None) -> Draft | None:
-    """Dr refunds / Cr clearing (or cash). Tax on refunds is not split out (docs/ledger.md)."""
+@dataclass(frozen=True, slots=True)
+class InvoiceTax:
+    """What the ledger holds about an invoice's tax when a refund of it is booked."""
+
+    total_minor: int  # the invoice's total as booked (receivables debit)
+    tax_minor: int  # its tax as booked (tax payable credit)
+    refunded_minor: int = 0  # refunds of it booked before this one (gross)
+    tax_refunded_minor: int = 0  # the tax those refunds took back
+
+
+def refund_tax(amount_minor: int, invoice: InvoiceTax | None) -> int:
+    """The tax share of a refund: the invoice's tax rate applied to everything refunded of it
+    so far, rounded half up, less the tax earlier refunds already took back.
+
+    Working on the cumulative amount means partial refunds never drift by rounding: once
+    the whole invoice is refunded, exactly its whole tax has been taken back.
+    """
+    if invoice is None or invoice.total_minor <= 0 or invoice.tax_minor <= 0:
+        return 0
+    refunded = min(invoice.refunded_minor + amount_minor, invoice.total_minor)
+    target = (2 * refunded * invoice.tax_minor + invoice.total_minor) // (2 * invoice.total_minor)
+    target = min(target, invoice.tax_minor)
+    return max(0, min(amount_minor, target - invoice.tax_refunded_minor))
+
+
+def refund_succeeded(
+    facts: RefundFacts, *, customer_id: uuid.UUID | None, tax_minor: int = 0
+) -> Draft | None:
+    """Dr refunds (net of tax) + Dr tax payable (the refund's tax share) / Cr clearing (or
+    cash): a refund gives back the tax the invoice charged, so it is no longer owed."""
     if facts.amount_minor == 0:
         return None
     settle = _settlement(facts)
+    lines = []
+    if facts.amount_minor - tax_minor:
+        lines.append(
+            DraftLine(
+                chart.REFUNDS,
+                debit_minor=facts.amount_minor - tax_minor,
+                customer_id=customer_id,
+            )
+        )
+    if tax_minor:
+        lines.append(DraftLine(chart.TAX_PAYABLE, debit_minor=tax_minor, customer_id=customer_id))
+    lines.append(DraftLine(settle, credit_minor=facts.amount_minor, customer_id=customer_id))
     return Draft(
         currency=facts.currency,
         description=f"Refund of payment {facts.payment_id}",
-        lines=(
-            DraftLine(chart.REFUNDS, debit_minor=facts.amount_minor, customer_id=customer_id),
-            DraftLine(settle, credit_minor=facts.amount_minor, customer_id=customer_id),
-        ),
+        lines=tuple(lines),
         refs=_refs(
             refund_id=facts.refund_id,
             payment_id=facts.payment_id,
@@ -187,4 +227,32 @@ def refund_succeeded(facts: RefundFacts, *, customer_id: uuid.UUID | None) -> Dr
     )
 
 
-POSTED_EVENT_TYPES = ("invoice.issued", "payment.captured", "refund.succeeded")
+def invoice_voided(facts: InvoiceFacts) -> Draft | None:
+    """The mirror of `invoice_issued`: Dr revenue + Dr tax payable / Cr receivables."""
+    issued = invoice_issued(facts)
+    if issued is None:
+        return None
+    label = facts.number or str(facts.invoice_id)
+    return Draft(
+        currency=issued.currency,
+        description=f"Invoice {label} voided",
+        lines=tuple(
+            DraftLine(
+                line.account,
+                debit_minor=line.credit_minor,
+                credit_minor=line.debit_minor,
+                customer_id=line.customer_id,
+                memo=line.memo,
+            )
+            for line in issued.lines
+        ),
+        refs=issued.refs,
+    )
+
+
+POSTED_EVENT_TYPES = (
+    "invoice.issued",
+    "invoice.voided",
+    "payment.captured",
+    "refund.succeeded",
+)

@@ -212,11 +212,41 @@ async def _draft(
                 f"invoice {payment.invoice_id} of payment {payment.payment_id} is not booked yet"
             )
         return rules.payment_captured(payment, customer_id=customer)
+    if event_type == "invoice.voided":
+        invoice = rules.parse(rules.InvoiceFacts, payload)
+        booked = await repo.invoice_postings(invoice.invoice_id)
+        if invoice.total_minor and ("invoice.issued", chart.RECEIVABLES) not in booked:
+            # Voided before its issue was booked (the worker retries until it is).
+            raise PostingDeferred(f"invoice {invoice.invoice_id} is not booked yet")
+        return rules.invoice_voided(invoice)
     if event_type == "refund.succeeded":
         refund = rules.parse(rules.RefundFacts, payload)
         customer = await _customer(repo, refund.customer_id, refund.invoice_id)
-        return rules.refund_succeeded(refund, customer_id=customer)
+        tax = 0
+        if refund.invoice_id is not None and refund.amount_minor:
+            booked = await repo.invoice_postings(refund.invoice_id)
+            if not booked:
+                # Its tax share comes from the invoice's entry: wait for it, as payments do.
+                raise PostingDeferred(
+                    f"invoice {refund.invoice_id} of refund {refund.refund_id} is not booked yet"
+                )
+            tax = rules.refund_tax(refund.amount_minor, _invoice_tax(booked))
+        return rules.refund_succeeded(refund, customer_id=customer, tax_minor=tax)
     raise ValueError(f"the ledger has no posting rule for {event_type!r}")
+
+
+def _invoice_tax(booked: dict[tuple[str, str], int]) -> rules.InvoiceTax | None:
+    """The invoice's booked total and tax, and what earlier refunds of it took back."""
+    total = booked.get(("invoice.issued", chart.RECEIVABLES), 0)
+    if total <= 0:
+        return None  # not booked (or booked from elsewhere): no tax to split out
+    refund_tax = booked.get(("refund.succeeded", chart.TAX_PAYABLE), 0)
+    return rules.InvoiceTax(
+        total_minor=total,
+        tax_minor=-booked.get(("invoice.issued", chart.TAX_PAYABLE), 0),
+        refunded_minor=booked.get(("refund.succeeded", chart.REFUNDS), 0) + refund_tax,
+        tax_refunded_minor=refund_tax,
+    )
 
 
 async def _customer(

@@ -82,13 +82,21 @@ def up(
                 await run_worker(settings, db, keyring, stop)
 
             from tradeflow.cli_payments import demo_tasks
+            from tradeflow.demo import post_start_tasks
             from tradeflow.runtime import _serve_until_signal
 
             console.print(
                 f"[bold green]Tradeflow[/] listening on {settings.base_url}  (Ctrl-C stops)"
             )
             try:
-                await _serve_until_signal([serve, worker, *demo_tasks(settings, handle.url, demo)])
+                await _serve_until_signal(
+                    [
+                        serve,
+                        worker,
+                        *demo_tasks(settings, handle.url, demo),
+                        *post_start_tasks(settings, demo),
+                    ]
+                )
             finally:
                 await db.dispose()
 

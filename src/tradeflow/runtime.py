@@ -208,3 +208,67 @@ def run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         return
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
+
+
+def local_api_url(settings: Settings) -> str:
+    """This process's API as seen from inside it (a wildcard bind answers on loopback)."""
+    host = settings.host
+    if host in {"0.0.0.0", "::", ""}:  # noqa: S104 — reading a bind address, not binding
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def after_ready(
+    settings: Settings,
+    name: str,
+    step: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    ready_timeout: float = 120.0,
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    """A post-start hook for `_serve_until_signal`: `step` runs once this process's API answers
+    `/readyz` (the worker and any demo task run beside it by then).
+
+    The step runs once and is not critical: a failure is logged as `<name>_failed` and the
+    platform keeps serving; a stop signal cancels a step still running. The task then idles
+    until the stop, as one that ended would take every other task down with it.
+    """
+    import httpx
+
+    async def ready(stop: asyncio.Event) -> bool:
+        url = local_api_url(settings) + "/readyz"
+        deadline = asyncio.get_running_loop().time() + ready_timeout
+        async with httpx.AsyncClient(timeout=5) as client:
+            while not stop.is_set() and asyncio.get_running_loop().time() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url)).status_code == 200:
+                        return True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+        return False
+
+    async def attempt(stop: asyncio.Event) -> None:
+        if not await ready(stop):
+            if not stop.is_set():
+                log.error(f"{name}_failed", error=f"the API was not ready within {ready_timeout}s")
+            return
+        work = asyncio.create_task(step())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([work, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return
+        work.result()
+
+    async def run(stop: asyncio.Event) -> None:
+        try:
+            await attempt(stop)
+        except Exception as exc:
+            log.exception(f"{name}_failed", error=str(exc))
+        await stop.wait()
+
+    return run

@@ -34,6 +34,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "walkthrough.sh"
 READY_TIMEOUT = 60.0
 SCRIPT_TIMEOUT = 150.0
 STOP_TIMEOUT = 30.0
+DEMO_BOOKS_TIMEOUT = 90.0
+DEMO_ORDERS_PAID = [("DEMO-1", "paid"), ("DEMO-2", "paid"), ("DEMO-3", "paid")]
 
 
 @dataclass
@@ -144,8 +146,25 @@ def run_walkthrough(demo: Demo) -> subprocess.CompletedProcess[str]:
     )
 
 
+def await_demo_orders_paid(demo: Demo, staff: dict[str, str]) -> None:
+    """The demo's own orders (DEMO-1…3, booked after the start) are paid before the script
+    runs, so its webhook endpoint sees only the script's orders."""
+    deadline = time.monotonic() + DEMO_BOOKS_TIMEOUT
+    statuses: list[tuple[str, str]] = []
+    while time.monotonic() < deadline:
+        orders = httpx.get(f"{demo.base_url}/v1/orders", headers=staff, timeout=30)
+        assert orders.status_code == 200, orders.text
+        statuses = sorted((o["reference"], o["status"]) for o in orders.json()["items"])
+        if statuses == DEMO_ORDERS_PAID:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"demo orders not paid within {DEMO_BOOKS_TIMEOUT}s: {statuses}")
+
+
 def test_walkthrough_takes_two_orders_to_cash_then_stops_cleanly(demo: Demo) -> None:
     creds = demo.credentials()
+    staff = {"Authorization": f"Bearer {creds['api_key']}"}
+    await_demo_orders_paid(demo, staff)
     run = run_walkthrough(demo)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{demo.output()}"
     assert (
@@ -154,8 +173,8 @@ def test_walkthrough_takes_two_orders_to_cash_then_stops_cleanly(demo: Demo) -> 
     ) in run.stdout
     assert run.stdout.count("order.paid delivered HTTP 204") == 2, run.stdout
 
-    # The API agrees: the customer's two orders are paid, one after an approval.
-    staff = {"Authorization": f"Bearer {creds['api_key']}"}
+    # The API agrees: the customer's two orders are paid, one after an approval (beside the
+    # demo's own, untouched).
     orders = httpx.get(
         f"{demo.base_url}/v1/orders",
         params={"customer_id": creds["customer_id"]},
@@ -165,6 +184,7 @@ def test_walkthrough_takes_two_orders_to_cash_then_stops_cleanly(demo: Demo) -> 
     assert orders.status_code == 200, orders.text
     items = orders.json()["items"]
     assert sorted((o["reference"], o["status"]) for o in items) == [
+        *DEMO_ORDERS_PAID,
         ("PO-1001", "paid"),
         ("PO-1002", "paid"),
     ], items

@@ -173,6 +173,20 @@ async def enter_tenant(
     )
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's current transaction.
+
+    For the few hot paths that send plain SQL (`$1` parameters) to skip SQLAlchemy's
+    per-statement work: the statements run inside the session's transaction (and its
+    tenant settings), and the session still commits or rolls back. The transaction must
+    have begun through the session first (`tenant_session` / `system_session` do that).
+    On the application's engine JSON and JSONB arrive as text and are sent as text.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
 async def enter_system(session: AsyncSession) -> None:
     await session.execute(
         text("SELECT set_config('role', 'none', true), set_config('app.tenant_id', '', true)")

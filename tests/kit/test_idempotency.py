@@ -38,7 +38,10 @@ def probe_app(settings: Settings, db: Database, keyring: Keyring, tenant_id: uui
             if payload.get("slow"):
                 await asyncio.sleep(float(payload["slow"]))
             response = await idem.save(
-                201, {"id": thing_id, "name": payload["name"]}, location=f"/probe-things/{thing_id}"
+                201,
+                {"id": thing_id, "name": payload["name"]},
+                location=f"/probe-things/{thing_id}",
+                etag='"1"',
             )
             await session.commit()
             return response
@@ -102,6 +105,7 @@ async def test_replay_returns_stored_response(probe: AsyncClient, committed: Dat
     assert again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["location"] == first.headers["location"]
+    assert again.headers["etag"] == first.headers["etag"] == '"1"'
     assert again.headers["idempotent-replayed"] == "true"
     assert await _count(committed) == 1
 
@@ -114,16 +118,11 @@ async def test_same_key_other_body_is_422(probe: AsyncClient, committed: Databas
     assert await _count(committed) == 1
 
 
-async def test_in_flight_is_409(probe: AsyncClient, committed: Database) -> None:
-    slow = asyncio.create_task(
-        probe.post(
-            "/probe-things", json={"name": "s", "slow": 2}, headers={"Idempotency-Key": "k3"}
-        )
-    )
+async def _await_lock(db: Database) -> None:
+    """Wait until a request holds its idempotency lock (it has claimed and is sleeping)."""
 
-    # Wait until the slow request holds its row lock (it has inserted and is sleeping).
     async def in_flight() -> bool:
-        async with committed.system_session() as s:
+        async with db.system_session() as s:
             n = (
                 await s.execute(
                     text(
@@ -136,10 +135,19 @@ async def test_in_flight_is_409(probe: AsyncClient, committed: Database) -> None
 
     for _ in range(1000):  # bounded: at most ~10 s
         if await in_flight():
-            break
+            return
         await asyncio.sleep(0.01)
-    else:
-        pytest.fail("the first request never took its idempotency lock")
+    pytest.fail("the first request never took its idempotency lock")
+
+
+async def test_in_flight_is_409(probe: AsyncClient, committed: Database) -> None:
+    slow = asyncio.create_task(
+        probe.post(
+            "/probe-things", json={"name": "s", "slow": 2}, headers={"Idempotency-Key": "k3"}
+        )
+    )
+
+    await _await_lock(committed)
     r = await probe.post(
         "/probe-things", json={"name": "s", "slow": 2}, headers={"Idempotency-Key": "k3"}
     )
@@ -188,3 +196,35 @@ async def test_expired_key_runs_again(probe: AsyncClient, committed: Database) -
     assert r.status_code == 201
     assert "idempotent-replayed" not in r.headers
     assert await _count(committed) == 2
+
+
+async def test_response_committed_after_the_claim_is_409_then_replayed(
+    probe: AsyncClient, committed: Database
+) -> None:
+    """A stored response that commits between the claim's snapshot and its save (the one
+    gap the single claim statement leaves) refuses the save: 409, nothing written, and the
+    retry answers from the stored response."""
+    slow = asyncio.create_task(
+        probe.post(
+            "/probe-things", json={"name": "r", "slow": 0.5}, headers={"Idempotency-Key": "k7"}
+        )
+    )
+    await _await_lock(committed)
+    async with committed.system_session() as s:
+        await s.execute(
+            text(
+                "INSERT INTO idempotency_keys (tenant_id, caller, key, fingerprint, method, path, "
+                "status, body, location, etag, created_at, expires_at) "
+                "SELECT id, 'key:probe', 'k7', 'other', 'POST', '/probe-things', 201, "
+                "'{\"id\": \"stored\"}', '/probe-things/stored', NULL, now(), "
+                "now() + interval '1 hour' FROM tenants WHERE name = 'Probe'"
+            )
+        )
+        await s.commit()
+    r = await slow
+    assert r.status_code == 409, r.text
+    assert r.json()["type"].endswith("/idempotency-key-in-flight")
+    assert await _count(committed) == 0
+    again = await probe.post("/probe-things", json={"name": "x"}, headers={"Idempotency-Key": "k7"})
+    assert again.status_code == 422  # the stored one was another request (fingerprint differs)
+    assert await _count(committed) == 0

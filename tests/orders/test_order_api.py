@@ -116,6 +116,8 @@ async def test_idempotent_replay_reuse_and_missing_key(client: AsyncClient, worl
     assert replay.json() == first.json()
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.headers["location"] == first.headers["location"]
+    # The replay carries the ETag the original 201 had, so If-Match works from either.
+    assert replay.headers["etag"] == first.headers["etag"] == '"1"'
 
     other = await place(client, world, order_body(world, ("GEAR-3", 9)), key="order-key-1")
     assert other.status_code == 422

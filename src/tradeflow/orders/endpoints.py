@@ -87,11 +87,10 @@ async def create_order(
         required=True,
     )
     order = await service.place_order(session, principal, body)
-    response = await idem.save(
-        201, order.model_dump(mode="json"), location=f"/v1/orders/{order.id}"
+    # The ETag is stored with the response, so a replay carries it too.
+    return await idem.save(
+        201, order, location=f"/v1/orders/{order.id}", etag=service.etag(order.version)
     )
-    response.headers["ETag"] = service.etag(order.version)
-    return response
 
 
 @router.get(

@@ -29,6 +29,9 @@ def install_routers(app: FastAPI, settings: Settings) -> None:
     from tradeflow.integrations.endpoints import router as integrations_router
 
     v1.include_router(integrations_router)
+    from tradeflow.connectors.commerceml.endpoints import router as commerceml_router
+
+    v1.include_router(commerceml_router)
     from tradeflow.payments.endpoints import router as payments_router
 
     v1.include_router(payments_router)

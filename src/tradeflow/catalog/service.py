@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -265,3 +266,197 @@ async def quote_many(
             exc.extra["line"] = index
             raise
     return out
+
+
+# -- catalog upserts for importers (connectors that receive a seller's catalog) ----------------
+# Importers (e.g. the CommerceML connector) keep the catalog in step with another system.
+# They go through the same use cases as the API, so every change publishes its events and
+# bumps the pricing version (the price cache never serves a stale price), and an unchanged
+# value writes nothing and publishes nothing.
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFacts:
+    id: uuid.UUID
+    name: str
+    description: str
+    active: bool
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SkuFacts:
+    id: uuid.UUID
+    product_id: uuid.UUID
+    code: str
+    name: str
+    unit: str
+    active: bool
+    attributes: dict[str, Any]
+
+
+def _sku_facts(sku: Any) -> SkuFacts:
+    return SkuFacts(
+        id=sku.id,
+        product_id=sku.product_id,
+        code=sku.code,
+        name=sku.name,
+        unit=sku.unit,
+        active=sku.active,
+        attributes=dict(sku.attributes or {}),
+    )
+
+
+async def product_facts(
+    session: AsyncSession, tenant_id: uuid.UUID, product_id: uuid.UUID
+) -> ProductFacts | None:
+    """A product's own fields, or None when it is gone."""
+    product = await CatalogRepository(session, tenant_id).product(product_id)
+    if product is None:
+        return None
+    return ProductFacts(
+        id=product.id,
+        name=product.name,
+        description=product.description,
+        active=product.active,
+        attributes=dict(product.attributes or {}),
+    )
+
+
+async def sku_facts(
+    session: AsyncSession, tenant_id: uuid.UUID, sku_id: uuid.UUID
+) -> SkuFacts | None:
+    sku = await CatalogRepository(session, tenant_id).sku(sku_id)
+    return _sku_facts(sku) if sku is not None else None
+
+
+async def sku_facts_by_code(
+    session: AsyncSession, tenant_id: uuid.UUID, code: str
+) -> SkuFacts | None:
+    sku = await CatalogRepository(session, tenant_id).sku_by_code(code)
+    return _sku_facts(sku) if sku is not None else None
+
+
+async def upsert_product(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    product_id: uuid.UUID | None,
+    changes: dict[str, Any],
+) -> tuple[uuid.UUID, list[str]]:
+    """Create a product (`product_id` None; `changes` holds name, description, active,
+    attributes) or change only the given fields of an existing one.
+
+    Returns its id and the fields that changed (`["created"]` for a new one). Raises
+    pydantic's `ValidationError` for values the API would refuse, `ProductNotFound`."""
+    from tradeflow.catalog import products
+    from tradeflow.catalog.schemas import ProductIn, ProductPatch
+
+    if product_id is None:
+        product, _ = await products.create_product(
+            session, tenant_id, ProductIn.model_validate(changes)
+        )
+        return product.id, ["created"]
+    patch = ProductPatch.model_validate(changes)
+    before = await product_facts(session, tenant_id, product_id)
+    if before is None:
+        raise products.ProductNotFound(f"No product {product_id}.")
+    wanted = patch.model_dump(exclude_unset=True)
+    changed = sorted(k for k, v in wanted.items() if v is not None and getattr(before, k) != v)
+    if changed:
+        await products.update_product(session, tenant_id, product_id, patch)
+    return product_id, changed
+
+
+async def upsert_sku(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    sku_id: uuid.UUID | None,
+    product_id: uuid.UUID,
+    changes: dict[str, Any],
+) -> tuple[uuid.UUID, list[str]]:
+    """Add a SKU to a product (`sku_id` None; `changes` holds code, name, unit, active,
+    attributes) or change the given fields of an existing SKU (its code never changes).
+
+    Returns its id and the changed fields (`["created"]` for a new one). Raises
+    `ValidationError`, `SkuCodeTaken` (409), `ProductNotFound`, `SkuNotFound`."""
+    from tradeflow.catalog import products
+    from tradeflow.catalog.schemas import SkuIn, SkuPatch
+
+    if sku_id is None:
+        sku = await products.add_sku(session, tenant_id, product_id, SkuIn.model_validate(changes))
+        return sku.id, ["created"]
+    patch = SkuPatch.model_validate({k: v for k, v in changes.items() if k != "code"})
+    before = await sku_facts(session, tenant_id, sku_id)
+    if before is None:
+        raise products.SkuNotFound(f"No SKU {sku_id}.")
+    wanted = patch.model_dump(exclude_unset=True)
+    changed = sorted(k for k, v in wanted.items() if v is not None and getattr(before, k) != v)
+    if changed:
+        await products.update_sku(session, tenant_id, sku_id, patch)
+    return sku_id, changed
+
+
+async def price_list_currency(
+    session: AsyncSession, tenant_id: uuid.UUID, price_list_id: uuid.UUID
+) -> str | None:
+    """The price list's currency, or None when there is no such list."""
+    price_list = await CatalogRepository(session, tenant_id).price_list(price_list_id)
+    return price_list.currency if price_list is not None else None
+
+
+async def set_list_prices(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    price_list_id: uuid.UUID,
+    prices: dict[uuid.UUID, int],
+) -> list[uuid.UUID]:
+    """Set the single-unit tier (from quantity 1) of each SKU in a price list.
+
+    Only prices that differ are written; when any did, the list announces one
+    `price_list.changed` (entries_changed, with those SKUs) and the pricing version moves.
+    Returns the SKUs whose price changed. Raises `PriceListNotFound`."""
+    from tradeflow.catalog import prices as price_lists
+    from tradeflow.catalog.models import PriceListEntry
+    from tradeflow.catalog.schemas import MAX_UNIT_PRICE_MINOR
+
+    repo = CatalogRepository(session, tenant_id)
+    price_list = await price_lists._price_list(repo, price_list_id, lock=True)
+    changed: list[uuid.UUID] = []
+    for sku_id, minor in sorted(prices.items()):
+        if not 0 <= minor <= MAX_UNIT_PRICE_MINOR:
+            raise UnprocessableEntity(f"Unit price {minor} is out of range.", field="prices")
+        entry = await repo.entry_for(price_list.id, sku_id, 1)
+        if entry is None:
+            await repo.add(
+                PriceListEntry(
+                    price_list_id=price_list.id,
+                    sku_id=sku_id,
+                    min_quantity=1,
+                    unit_price_minor=minor,
+                )
+            )
+        elif entry.unit_price_minor != minor:
+            entry.unit_price_minor = minor
+            entry.updated_at = utcnow()
+        else:
+            continue
+        changed.append(sku_id)
+    if changed:
+        await session.flush()
+        await price_lists._announce_list(repo, price_list, "entries_changed", sku_ids=changed)
+    return changed
+
+
+__all__ += [  # additive: the list above stays as it was
+    "ProductFacts",
+    "SkuFacts",
+    "price_list_currency",
+    "product_facts",
+    "set_list_prices",
+    "sku_facts",
+    "sku_facts_by_code",
+    "upsert_product",
+    "upsert_sku",
+]

@@ -1,0 +1,188 @@
+"""The external-id map and instance look-up for connectors the remote system calls *into*.
+
+Most connectors push (the sync engine owns their map rows, with leases). Some
+remotes are clients of ours instead — 1C:Enterprise polls a web shop over the
+CommerceML exchange — so their connector reads and writes the map directly,
+inside the request's transaction, through these functions (a connector never
+touches the integrations tables itself).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeflow.integrations.models import ConnectorInstance, ExternalRef
+from tradeflow.kit.ids import uuid7
+from tradeflow.kit.time import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRef:
+    """Who a connector instance belongs to, for credential resolution."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: str
+    name: str
+    enabled: bool
+    paused: bool
+
+
+async def instance_for_inbound(
+    system_session: AsyncSession, instance_id: uuid.UUID
+) -> InstanceRef | None:
+    """The instance with this id in any tenant (a system session: the caller has no tenant
+    yet, it is authenticating against the instance's own credentials)."""
+    row = (
+        await system_session.execute(
+            select(ConnectorInstance).where(ConnectorInstance.id == instance_id)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    return InstanceRef(row.id, row.tenant_id, row.kind, row.name, row.enabled, row.paused)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One row of the map: our id ↔ their id, and what each side held at the last exchange."""
+
+    object_type: str
+    our_id: str
+    external_id: str
+    last_ours: dict[str, Any]
+    last_theirs: dict[str, Any]
+
+
+def _link(row: ExternalRef) -> Link:
+    return Link(
+        row.object_type,
+        row.our_id,
+        row.external_id or "",
+        dict(row.last_ours or {}),
+        dict(row.last_theirs or {}),
+    )
+
+
+async def links_by_external(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    connector_id: uuid.UUID,
+    object_type: str,
+    external_ids: Sequence[str],
+) -> dict[str, Link]:
+    """Their id → link, for those of `external_ids` that are mapped."""
+    if not external_ids:
+        return {}
+    rows = await session.execute(
+        select(ExternalRef).where(
+            ExternalRef.tenant_id == tenant_id,
+            ExternalRef.connector_id == connector_id,
+            ExternalRef.object_type == object_type,
+            ExternalRef.external_id.in_(sorted(set(external_ids))),
+        )
+    )
+    return {r.external_id: _link(r) for r in rows.scalars() if r.external_id is not None}
+
+
+async def links_by_ours(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    connector_id: uuid.UUID,
+    object_type: str,
+    our_ids: Sequence[str],
+) -> dict[str, Link]:
+    """Our id → link, for those of `our_ids` that are mapped."""
+    if not our_ids:
+        return {}
+    rows = await session.execute(
+        select(ExternalRef).where(
+            ExternalRef.tenant_id == tenant_id,
+            ExternalRef.connector_id == connector_id,
+            ExternalRef.object_type == object_type,
+            ExternalRef.our_id.in_(sorted(set(our_ids))),
+        )
+    )
+    return {r.our_id: _link(r) for r in rows.scalars() if r.external_id is not None}
+
+
+async def record_link(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    connector_id: uuid.UUID,
+    object_type: str,
+    *,
+    our_id: str,
+    external_id: str,
+    ours: dict[str, Any],
+    theirs: dict[str, Any],
+) -> bool:
+    """Create or refresh the link (state `synced`); False when nothing about it changed."""
+    row = (
+        await session.execute(
+            select(ExternalRef)
+            .where(
+                ExternalRef.tenant_id == tenant_id,
+                ExternalRef.connector_id == connector_id,
+                ExternalRef.object_type == object_type,
+                ExternalRef.our_id == our_id,
+            )
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    now = utcnow()
+    if row is None:
+        session.add(
+            ExternalRef(
+                id=uuid7(),
+                tenant_id=tenant_id,
+                connector_id=connector_id,
+                object_type=object_type,
+                our_id=our_id,
+                external_id=external_id,
+                state="synced",
+                last_ours=ours,
+                last_theirs=theirs,
+                attempts=1,
+                synced_at=now,
+            )
+        )
+        await session.flush()
+        return True
+    if (
+        row.external_id == external_id
+        and row.last_ours == ours
+        and row.last_theirs == theirs
+        and row.state == "synced"
+    ):
+        return False
+    row.external_id = external_id
+    row.last_ours = ours
+    row.last_theirs = theirs
+    row.state = "synced"
+    row.synced_at = now
+    row.updated_at = now
+    await session.flush()
+    return True
+
+
+async def tenant_has_kind(session: AsyncSession, tenant_id: uuid.UUID, kind: str) -> bool:
+    """Whether the tenant has an enabled connector instance of this kind."""
+    found = (
+        await session.execute(
+            select(ConnectorInstance.id)
+            .where(
+                ConnectorInstance.tenant_id == tenant_id,
+                ConnectorInstance.kind == kind,
+                ConnectorInstance.enabled,
+            )
+            .limit(1)
+        )
+    ).first()
+    return found is not None

@@ -5,6 +5,7 @@
     tradeflow connectors status -t demo erp
     tradeflow connectors pause  -t demo erp      (and resume)
     tradeflow connectors replay -t demo erp --since 2026-11-01T00:00:00Z
+    tradeflow connectors pull   -t demo erp      (pull remote changes now)
     tradeflow connectors conflicts -t demo [--status open]
     tradeflow connectors resolve -t demo <conflict id> ours|theirs
     tradeflow connectors reconcile -t demo
@@ -12,7 +13,7 @@
 A connector is named by its id or its name. Every command runs in the
 tenant's own session (row-level security applies) against the configured
 database; `reconcile` runs the three-way check here and now and prints its
-mismatches by kind.
+mismatches by kind, and `pull` pulls the remote's changes here and now.
 """
 
 from __future__ import annotations
@@ -92,11 +93,15 @@ def _status_table(rows: list[tuple[Any, Any]]) -> Table:
         "lag (s)",
         "backlog",
         "conflicts",
+        "last pull",
+        "pulled/applied/conflicted",
         "last error",
         title="connectors",
     )
     for instance, status in rows:
         style = _STATE_STYLE.get(status.state, "")
+        pull = status.pull
+        counts = pull.last_counts if pull else {}
         table.add_row(
             str(instance.id),
             instance.name,
@@ -105,6 +110,13 @@ def _status_table(rows: list[tuple[Any, Any]]) -> Table:
             f"{status.lag_seconds:.0f}",
             str(status.backlog),
             str(status.open_conflicts),
+            _when(pull.last_pull_at) if pull else "—",
+            (
+                f"{counts.get('pulled', 0)}/{counts.get('applied', 0)}/"
+                f"{counts.get('conflicted', 0)}"
+                if pull and pull.last_pull_at
+                else "—"
+            ),
             (status.last_error or "—")[:60],
         )
     return table
@@ -157,8 +169,61 @@ def status(tenant: TenantOpt, connector: ConnectorArg) -> None:
         out.print(f"last success: {_when(st.last_success_at)}  breaker: {st.breaker_state}")
         if st.last_error:
             out.print(f"last error ({_when(st.last_error_at)}): {st.last_error}")
+        if st.pull is not None:
+            _print_pull(st.pull)
 
     _tenant_work(tenant, fn)
+
+
+def _print_pull(pull: Any) -> None:
+    out.print(
+        f"pull: last {_when(pull.last_pull_at)}  last success {_when(pull.last_success_at)}  "
+        f"next {_when(pull.next_pull_at)}  counts {pull.last_counts or '{}'}"
+    )
+    if pull.last_error:
+        out.print(f"last pull error ({_when(pull.last_error_at)}): {pull.last_error}")
+    for problem in pull.problems[:5]:
+        out.print(
+            f"  {problem.get('object_type')} {problem.get('external_id')}: {problem.get('reason')}"
+        )
+
+
+@connectors_app.command("pull")
+def pull(tenant: TenantOpt, connector: ConnectorArg) -> None:
+    """Pull the connected system's changes now, here (not through the worker); prints counts.
+
+    Exit code 1 when the pull failed (the error is recorded on the connector too)."""
+
+    async def work(db: Database, settings: Settings) -> None:
+        from tradeflow.integrations import pull as pulling
+        from tradeflow.integrations import service
+        from tradeflow.kit.keyring import load_keyring
+
+        keyring = load_keyring(settings)
+        async with db.system_session() as s:
+            tenant_id = await _tenant_id(s, tenant)
+            await s.commit()
+        async with db.tenant_session(tenant_id) as session:
+            instance = await _instance(session, tenant_id, connector)
+            await session.commit()
+        try:
+            service.check_pullable(instance, keyring)
+        except Exception as exc:
+            err.print(f"[bold red]error[/]: {exc}")
+            raise typer.Exit(1) from None
+        result = await pulling.pull_instance(db, keyring, instance)
+        if result.status == "running":
+            err.print(f"[yellow]{instance.name}: a pull is already running[/]")
+            raise typer.Exit(1)
+        table = Table("count", "value", title=f"{instance.name}: pull {result.status}")
+        for name in pulling.COUNT_NAMES:
+            table.add_row(name, str(result.counts.get(name, 0)))
+        out.print(table)
+        if result.error:
+            err.print(f"[bold red]error[/]: {result.error}")
+            raise typer.Exit(1)
+
+    _run(work)
 
 
 def _set_paused(tenant: str, connector: str, paused: bool) -> None:

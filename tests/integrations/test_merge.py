@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tradeflow.integrations.merge import plan_merge
+from tradeflow.integrations.merge import plan_merge, plan_pull
 from tradeflow.integrations.plugins import Ownership
 
 
@@ -116,3 +116,63 @@ def test_a_field_they_removed(policy: Ownership, written: bool) -> None:
     )
     assert ("x" in plan.writes) is written
     assert plan.clean
+
+
+# -- the pull side ---------------------------------------------------------------------------
+
+PULL_POLICY: dict[str, Ownership] = {"currency": "ours", "tax_id": "theirs", "name": "shared"}
+CUSTOMER = {"name": "Acme", "currency": "EUR", "tax_id": None}
+
+
+def pull(ours: dict[str, Any], theirs: dict[str, Any], base: dict[str, Any] = CUSTOMER) -> Any:
+    return plan_pull(
+        ours=ours, theirs=theirs, last_ours=base, last_theirs=base, ownership=owner(PULL_POLICY)
+    )
+
+
+def test_pull_takes_over_theirs_and_ignores_ours() -> None:
+    plan = pull(CUSTOMER, {**CUSTOMER, "tax_id": "DE1", "currency": "USD"})
+    assert plan.apply == {"tax_id": "DE1"}
+    assert plan.ignored == ["currency"]
+    assert plan.conflicts == []
+
+
+def test_pull_of_a_theirs_field_wins_over_our_local_edit() -> None:
+    plan = pull({**CUSTOMER, "tax_id": "OURS"}, {**CUSTOMER, "tax_id": "THEIRS"})
+    assert plan.apply == {"tax_id": "THEIRS"}
+
+
+def test_pull_of_a_shared_field_only_they_changed_is_taken_over() -> None:
+    plan = pull(CUSTOMER, {**CUSTOMER, "name": "Acme GmbH"})
+    assert plan.apply == {"name": "Acme GmbH"}
+
+
+def test_pull_of_a_shared_field_only_we_changed_is_left_for_the_push() -> None:
+    plan = pull({**CUSTOMER, "name": "Acme Group"}, CUSTOMER)
+    assert plan.apply == {}
+    assert plan.left_for_push == ["name"]
+
+
+def test_pull_of_a_shared_field_both_changed_is_a_conflict_unless_held() -> None:
+    ours, theirs = {**CUSTOMER, "name": "Ours"}, {**CUSTOMER, "name": "Theirs"}
+    plan = pull(ours, theirs)
+    assert plan.apply == {}
+    assert [(c.field, c.base, c.ours, c.theirs) for c in plan.conflicts] == [
+        ("name", "Acme", "Ours", "Theirs")
+    ]
+    held = plan_pull(
+        ours=ours,
+        theirs=theirs,
+        last_ours=CUSTOMER,
+        last_theirs=CUSTOMER,
+        ownership=owner(PULL_POLICY),
+        held=frozenset({"name"}),
+    )
+    assert held.conflicts == []
+    assert held.apply == {}
+
+
+def test_pull_leaves_fields_the_record_does_not_carry() -> None:
+    plan = pull(CUSTOMER, {"name": "Acme"})
+    assert plan.apply == {}
+    assert plan.conflicts == []

@@ -1,7 +1,9 @@
 """Customers use cases, and the contract other contexts rely on.
 
-Other contexts call only the three functions at the top — `get_customer`,
-`get_buyer`, `list_approvers` — and get plain frozen views back, never rows.
+Other contexts call only the functions at the top — `get_customer`,
+`get_buyer`, `list_approvers`, and for a connector's pulled changes
+`apply_external_changes` / `create_from_external` — and get plain frozen views
+back, never rows.
 They take the request's (or handler's) tenant session and read the tenant
 from it. The use cases below them serve this context's endpoints. Nothing
 here commits: the request's unit of work does, with the outbox rows.
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -155,6 +158,38 @@ async def list_approvers(session: AsyncSession, customer_id: uuid.UUID) -> list[
     """User ids of the customer's buyers who may approve orders (approvers and buyer-admins)."""
     repo = CustomersRepository(session, await tenant_of(session))
     return await repo.approvers(customer_id, APPROVER_ROLES)
+
+
+class InvalidCustomerFields(UnprocessableEntity):
+    slug, title = "invalid-customer-fields", "Invalid customer fields"
+
+
+def _validated(model: type[CustomerPatch] | type[CustomerIn], fields: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        summary = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidCustomerFields(summary) from exc
+
+
+async def apply_external_changes(
+    session: AsyncSession, customer_id: uuid.UUID, fields: dict[str, Any]
+) -> CustomerView:
+    """Take over field values a connected system holds (the integrations pull side): the same
+    validation, version bump and `customer.updated` event as an edit through the API.
+    `InvalidCustomerFields` (422) when a value is not acceptable."""
+    tenant_id = await tenant_of(session)
+    await update_customer(session, tenant_id, customer_id, _validated(CustomerPatch, fields))
+    return await get_customer(session, customer_id)
+
+
+async def create_from_external(session: AsyncSession, fields: dict[str, Any]) -> CustomerView:
+    """Create a customer from a connected system's record (when its connector is allowed to)."""
+    tenant_id = await tenant_of(session)
+    customer = await create_customer(session, tenant_id, _validated(CustomerIn, fields))
+    return await get_customer(session, customer.id)
 
 
 # -- customer groups ---------------------------------------------------------------------------

@@ -26,6 +26,21 @@ def decimal_text(minor: int, currency: str) -> str:
     return f"{Decimal(minor).scaleb(-exponent):.{exponent}f}"
 
 
+def minor_from_text(value: Any, currency: str) -> int:
+    """A decimal amount in the currency's unit (`"119.00"`, 119, 119.5) → integer minor units;
+    `ValueError` when it is not a number or has more decimals than the currency."""
+    try:
+        amount = Decimal(str(value).strip())
+    except ArithmeticError as exc:
+        raise ValueError(f"{value!r} is not an amount") from exc
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not an amount")
+    minor = amount.scaleb(MINOR_UNITS.get(currency, 2))
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{value!r} has more decimals than {currency} allows")
+    return int(minor)
+
+
 async def customer_document(session: AsyncSession, customer_id: uuid.UUID) -> dict[str, Any]:
     view = await customers.get_customer(session, customer_id)
     return {
@@ -34,7 +49,13 @@ async def customer_document(session: AsyncSession, customer_id: uuid.UUID) -> di
         "currency": view.currency,
         "payment_terms_days": view.payment_terms_days,
         "credit_limit_minor": view.credit_limit_minor,
+        "credit_limit": (
+            None
+            if view.credit_limit_minor is None
+            else decimal_text(view.credit_limit_minor, view.currency)
+        ),
         "tax_id": view.tax_id,
+        "billing_address": view.billing_address,
         "active": view.active,
     }
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
-from tradeflow.integrations import runs, service
+from tradeflow.integrations import pull, runs, service
 from tradeflow.integrations.models import (
     ConnectorInstance,
     ExternalRef,
@@ -202,6 +202,27 @@ async def replay_connector(
     Safe to repeat: every push looks the document up before creating it."""
     result = await service.replay(session, principal.tenant_id, connector_id, since=body.since)
     return ReplayOut(redriven=result.redriven, created=result.created)
+
+
+@connectors.post(
+    "/{connector_id}/pull",
+    status_code=202,
+    response_model=ConnectorOut,
+    responses=problems(401, 403, 404, 409, 422),
+)
+async def pull_connector(
+    connector_id: uuid.UUID, request: Request, principal: Write, session: TenantSession
+) -> ConnectorOut:
+    """Pull the connected system's changes now instead of at the next scheduled time.
+
+    The pull is queued and a worker runs it within seconds (it calls the remote system,
+    which never happens inside a request's transaction); follow `status.pull` of the
+    connector (`requested`, `running`, `last_counts`, `last_error`). 409 when the connector
+    is paused or disabled, 422 when it does not pull changes."""
+    instance = await service.get_instance(session, principal.tenant_id, connector_id)
+    service.check_pullable(instance, request.app.state.keyring)
+    await pull.request_pull(session, instance)
+    return await _out(session, instance, request)
 
 
 @connectors.get(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tradeflow.events.scheduler import JobContext, scheduled
-from tradeflow.integrations import runs
+from tradeflow.integrations import pull, runs
 from tradeflow.kit.keyring import load_keyring
 
 # Reconciliation compares what settled at least this long ago; newer work may be in flight.
@@ -26,3 +26,10 @@ async def nightly_reconciliation(ctx: JobContext) -> None:
             )
             await session.commit()
     await runs.run_queued(ctx.db, load_keyring(ctx.settings, create=False), limit=10_000)
+
+
+@scheduled("integrations.pull_changes", cron="* * * * * */5", timeout=600)
+async def pull_changes(ctx: JobContext) -> None:
+    """Pull remote changes for every connector whose own schedule (`pull_cron`, default every
+    5 minutes) is due, or that was asked to through `POST /v1/connectors/{id}/pull`."""
+    await pull.run_due(ctx.db, load_keyring(ctx.settings, create=False))

@@ -91,3 +91,64 @@ def plan_merge(
         else:
             plan.writes[name] = our_value
     return plan
+
+
+@dataclass(slots=True)
+class PullPlan:
+    """What a pulled record means for our document, field by field."""
+
+    apply: dict[str, Any] = field(default_factory=dict)  # remote field → value to take over
+    conflicts: list[FieldConflict] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # ours-owned fields they changed
+    left_for_push: list[str] = field(default_factory=list)  # shared fields only we changed
+
+
+def plan_pull(
+    *,
+    ours: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    last_ours: Mapping[str, Any] | None,
+    last_theirs: Mapping[str, Any] | None,
+    ownership: Callable[[str], Ownership],
+    held: frozenset[str] = frozenset(),
+) -> PullPlan:
+    """The mirror of `plan_merge` for a record pulled from the remote.
+
+    * **theirs** — their value is taken over whenever it differs from ours;
+    * **ours** — ignored: our value stands (the next push writes it back);
+    * **shared** — if only they changed it since the last sync, theirs is taken over; if only
+      we did, it is left for the push side; if both did, to different values, it is the same
+      conflict the push side would find.
+
+    Fields the remote record does not carry are left alone (a partial record is not a
+    deletion); `held` fields (open conflict) are neither applied nor re-reported.
+    """
+    plan = PullPlan()
+    base_ours = last_ours or {}
+    base_theirs = last_theirs or {}
+    for name, their_value in theirs.items():
+        if name not in ours or name in held:
+            continue
+        our_value = ours[name]
+        if their_value == our_value:
+            continue
+        owner = ownership(name)
+        if owner == "ours":
+            plan.ignored.append(name)
+            continue
+        if owner == "theirs":
+            plan.apply[name] = their_value
+            continue
+        we_changed = base_ours.get(name, _MISSING) != our_value
+        they_changed = base_theirs.get(name, _MISSING) != their_value
+        if we_changed and they_changed:
+            plan.conflicts.append(
+                FieldConflict(
+                    field=name, base=base_theirs.get(name), ours=our_value, theirs=their_value
+                )
+            )
+        elif they_changed:
+            plan.apply[name] = their_value
+        else:
+            plan.left_for_push.append(name)
+    return plan

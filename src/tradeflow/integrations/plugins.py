@@ -18,6 +18,11 @@ Each plugin declares
   generic sync engine (`integrations.sync`) does the hard parts — intent
   before the call, reconcile before retry, per-field ownership, conflicts —
   so plugins stay thin and only speak their remote's protocol.
+
+A document connector that also reports what changed at the remote declares
+`Capability.PULL_CHANGES` and implements `pull_changes(cursor)`; the pull
+engine (`integrations.pull`) applies the changes under the same ownership
+policy, stores the cursor only after a page is applied, and queues conflicts.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.integrations.models import (
     ConnectorInstance,
+    ConnectorPull,
     ExternalRef,
     ReconciliationMismatch,
     ReconciliationRun,
@@ -150,6 +151,20 @@ class IntegrationsRepository:
         found: ExternalRef | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return found
 
+    async def ref_by_external(
+        self, connector_id: uuid.UUID, object_type: str, external_id: str, *, lock: bool = False
+    ) -> ExternalRef | None:
+        stmt = select(ExternalRef).where(
+            ExternalRef.tenant_id == self.tenant_id,
+            ExternalRef.connector_id == connector_id,
+            ExternalRef.object_type == object_type,
+            ExternalRef.external_id == external_id,
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        found: ExternalRef | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
+
     def refs_query(self, connector_id: uuid.UUID) -> Select[ExternalRef]:
         return select(ExternalRef).where(
             ExternalRef.tenant_id == self.tenant_id, ExternalRef.connector_id == connector_id
@@ -184,6 +199,50 @@ class IntegrationsRepository:
             )
         ).scalar_one()
         return value
+
+    # -- pulls ---------------------------------------------------------------------------------
+    async def pull_state(
+        self, connector_id: uuid.UUID, *, lock: bool = False
+    ) -> ConnectorPull | None:
+        stmt = select(ConnectorPull).where(
+            ConnectorPull.tenant_id == self.tenant_id, ConnectorPull.connector_id == connector_id
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        found: ConnectorPull | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
+
+    async def pull_state_for_update(self, connector_id: uuid.UUID) -> ConnectorPull:
+        """The instance's pull row, created on first use, locked."""
+        await self.session.execute(
+            insert(ConnectorPull)
+            .values(
+                connector_id=connector_id,
+                tenant_id=self.tenant_id,
+                consecutive_failures=0,
+                last_counts={},
+                totals={},
+                problems=[],
+            )
+            .on_conflict_do_nothing(index_elements=["connector_id"])
+        )
+        found = await self.pull_state(connector_id, lock=True)
+        assert found is not None
+        return found
+
+    async def pull_fenced(self, connector_id: uuid.UUID, token: uuid.UUID) -> ConnectorPull | None:
+        """The pull row if our run still holds its lease (locked)."""
+        stmt = (
+            select(ConnectorPull)
+            .where(
+                ConnectorPull.tenant_id == self.tenant_id,
+                ConnectorPull.connector_id == connector_id,
+                ConnectorPull.running_token == token,
+            )
+            .with_for_update()
+        )
+        found: ConnectorPull | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
     # -- conflicts ---------------------------------------------------------------------------------
     def conflicts_query(self) -> Select[SyncConflict]:

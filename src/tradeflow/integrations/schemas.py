@@ -48,6 +48,25 @@ class ConnectorPatch(BaseModel):
     enabled: bool | None = None
 
 
+class PullStatusOut(BaseModel):
+    last_pull_at: datetime | None = Field(description="When the last pull started.")
+    last_success_at: datetime | None
+    next_pull_at: datetime | None = Field(description="The next scheduled pull (its cron).")
+    running: bool
+    requested: bool = Field(description="A pull was asked for and has not run yet.")
+    last_counts: dict[str, int] = Field(
+        description="The last pull: pulled, unchanged, applied, conflicted, ignored, unknown, "
+        "created, rejected."
+    )
+    totals: dict[str, int] = Field(description="The same counts over every pull.")
+    last_error: str | None
+    last_error_at: datetime | None
+    consecutive_failures: int
+    problems: list[dict[str, Any]] = Field(
+        description="The latest pulled records not applied (unknown or rejected), newest first."
+    )
+
+
 class ConnectorStatusOut(BaseModel):
     state: Health = Field(description="healthy, degraded, failing, paused or disabled.")
     lag_seconds: float = Field(
@@ -56,10 +75,13 @@ class ConnectorStatusOut(BaseModel):
     backlog: int = Field(description="Documents waiting to be synced (pending or failed).")
     documents: dict[str, int] = Field(description="External-id map entries by state.")
     open_conflicts: int
-    last_error: str | None
+    last_error: str | None = Field(description="The latest error, pushing or pulling.")
     last_error_at: datetime | None
     last_success_at: datetime | None
     breaker_state: str | None = Field(description="The delivery engine's circuit breaker.")
+    pull: PullStatusOut | None = Field(
+        default=None, description="Pulling changes (connectors that pull; else null)."
+    )
 
 
 class ConnectorOut(BaseModel):

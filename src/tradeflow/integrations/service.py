@@ -23,8 +23,10 @@ from tradeflow.integrations import secrets
 from tradeflow.integrations.events import ConnectorResyncRequested, SyncConflictResolved
 from tradeflow.integrations.models import ConnectorInstance, SyncConflict
 from tradeflow.integrations.plugins import (
+    Capability,
     ConnectorConfig,
     ConnectorPlugin,
+    DocumentConnector,
     JournalConnector,
     available,
     plugin_for,
@@ -65,6 +67,14 @@ class ConflictAlreadyResolved(Conflict):
 
 class ReconciliationNotFound(NotFound):
     slug, title = "reconciliation-not-found", "Reconciliation not found"
+
+
+class ConnectorCannotPull(UnprocessableEntity):
+    slug, title = "connector-cannot-pull", "Connector does not pull changes"
+
+
+class ConnectorInactive(Conflict):
+    slug, title = "connector-inactive", "Connector paused or disabled"
 
 
 class InvalidResolution(UnprocessableEntity):
@@ -228,6 +238,17 @@ def open_plugin(instance: ConnectorInstance, keyring: Keyring) -> ConnectorPlugi
     return plugin(config)
 
 
+def check_pullable(instance: ConnectorInstance, keyring: Keyring) -> None:
+    """Raise unless the instance can pull now: its plugin pulls changes (and is configured
+    to), and it is enabled and not paused."""
+    plugin = open_plugin(instance, keyring)
+    if not isinstance(plugin, DocumentConnector) or not plugin.supports_pull():
+        raise ConnectorCannotPull(f"{instance.name} ({instance.kind}) does not pull changes.")
+    if not instance.enabled or instance.paused:
+        state = "disabled" if not instance.enabled else "paused"
+        raise ConnectorInactive(f"{instance.name} is {state}; enable or resume it first.")
+
+
 def masked_config(instance: ConnectorInstance, keyring: Keyring) -> dict[str, Any]:
     plugin = plugin_for(instance.kind)
     if plugin is None:
@@ -279,6 +300,23 @@ Health = Literal["healthy", "degraded", "failing", "paused", "disabled"]
 
 
 @dataclass(frozen=True, slots=True)
+class PullStatus:
+    """The pull side of a connector that pulls changes (`Capability.PULL_CHANGES`)."""
+
+    last_pull_at: datetime | None
+    last_success_at: datetime | None
+    next_pull_at: datetime | None
+    running: bool
+    requested: bool
+    last_counts: dict[str, int]
+    totals: dict[str, int]
+    last_error: str | None
+    last_error_at: datetime | None
+    consecutive_failures: int
+    problems: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectorStatus:
     state: Health
     lag_seconds: float
@@ -289,13 +327,38 @@ class ConnectorStatus:
     last_error_at: datetime | None
     last_success_at: datetime | None
     breaker_state: str | None
+    pull: PullStatus | None = None
+
+
+async def pull_status(session: AsyncSession, instance: ConnectorInstance) -> PullStatus | None:
+    """None when the connector does not pull changes."""
+    plugin = plugin_for(instance.kind)
+    if plugin is None or Capability.PULL_CHANGES not in plugin.capabilities:
+        return None
+    row = await IntegrationsRepository(session, instance.tenant_id).pull_state(instance.id)
+    if row is None:
+        return PullStatus(None, None, None, False, False, {}, {}, None, None, 0, [])
+    now = utcnow()
+    return PullStatus(
+        last_pull_at=row.last_started_at,
+        last_success_at=row.last_success_at,
+        next_pull_at=row.next_pull_at,
+        running=row.running_until is not None and row.running_until > now,
+        requested=row.requested_at is not None,
+        last_counts=dict(row.last_counts),
+        totals=dict(row.totals),
+        last_error=row.last_error,
+        last_error_at=row.last_error_at,
+        consecutive_failures=row.consecutive_failures,
+        problems=list(row.problems),
+    )
 
 
 async def status(session: AsyncSession, instance: ConnectorInstance) -> ConnectorStatus:
     """healthy / degraded / failing / paused, with lag, backlog and the last error.
 
-    Degraded: recent failures, an open breaker, or conflicts waiting; failing:
-    `FAILING_AFTER` failures in a row with no success in between.
+    Degraded: recent failures (pushing or pulling), an open breaker, or conflicts waiting;
+    failing: `FAILING_AFTER` failures in a row with no success in between.
     """
     repo = IntegrationsRepository(session, instance.tenant_id)
     docs = await repo.ref_counts(instance.id)
@@ -307,7 +370,12 @@ async def status(session: AsyncSession, instance: ConnectorInstance) -> Connecto
             session, instance.tenant_id, [instance.subscriber_id]
         )
         info = found.get(instance.subscriber_id)
-    failures = max(instance.consecutive_failures, info.consecutive_failures if info else 0)
+    pull = await pull_status(session, instance)
+    failures = max(
+        instance.consecutive_failures,
+        info.consecutive_failures if info else 0,
+        pull.consecutive_failures if pull else 0,
+    )
     state: Health
     if not instance.enabled or (info is not None and not info.enabled):
         state = "disabled"
@@ -326,16 +394,26 @@ async def status(session: AsyncSession, instance: ConnectorInstance) -> Connecto
     if info is not None and info.failing_since is not None:
         lag = max(lag, (now - info.failing_since).total_seconds())
     backlog = sum(n for s, n in docs.items() if s in ("pending", "failed"))
+    # The most recent error of either direction (each side's own is under `pull` / here).
+    last_error, last_error_at = instance.last_error, instance.last_error_at
+    pulled_at = pull.last_error_at if pull is not None else None
+    if (
+        pull is not None
+        and pulled_at is not None
+        and (last_error_at is None or pulled_at > last_error_at)
+    ):
+        last_error, last_error_at = f"pull: {pull.last_error}", pulled_at
     return ConnectorStatus(
         state=state,
         lag_seconds=round(lag, 3),
         backlog=backlog,
         documents=docs,
         open_conflicts=conflicts,
-        last_error=instance.last_error,
-        last_error_at=instance.last_error_at,
+        last_error=last_error,
+        last_error_at=last_error_at,
         last_success_at=instance.last_success_at,
         breaker_state=info.breaker_state if info else None,
+        pull=pull,
     )
 
 

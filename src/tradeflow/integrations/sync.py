@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.db import Database
 from tradeflow.events.outbox import publish
+from tradeflow.integrations.appliers import APPLIERS, InvalidChange
 from tradeflow.integrations.events import ConflictField, SyncConflictRaised
 from tradeflow.integrations.merge import FieldConflict, plan_merge
 from tradeflow.integrations.models import ExternalRef, SyncConflict
@@ -301,47 +302,7 @@ class DocumentSync:
         ours: dict[str, Any],
         conflicts: list[FieldConflict],
     ) -> None:
-        fields = [
-            {"field": c.field, "base": c.base, "ours": c.ours, "theirs": c.theirs}
-            for c in conflicts
-        ]
-        existing = await repo.open_conflict(ref.id)
-        if existing is not None:
-            known = {f["field"] for f in existing.fields}
-            existing.fields = existing.fields + [f for f in fields if f["field"] not in known]
-            existing.theirs = record.fields
-            existing.ours = ours
-            existing.remote_version = record.version
-            return
-        conflict = SyncConflict(
-            id=uuid7(),
-            tenant_id=self.tenant_id,
-            connector_id=self.connector_id,
-            ref_id=ref.id,
-            object_type=ref.object_type,
-            our_id=ref.our_id,
-            external_id=record.external_id,
-            remote_version=record.version,
-            fields=fields,
-            ours=ours,
-            theirs=record.fields,
-            status="open",
-        )
-        repo.add(conflict)
-        await session.flush()
-        await publish(
-            session,
-            SyncConflictRaised(
-                conflict_id=conflict.id,
-                connector_id=self.connector_id,
-                object_type=ref.object_type,
-                object_id=ref.our_id,
-                external_id=record.external_id,
-                fields=[ConflictField(**f) for f in fields],
-            ),
-            tenant_id=self.tenant_id,
-            aggregate_id=conflict.id,
-        )
+        await queue_conflict(session, repo, ref, record, ours, conflicts)
 
     async def apply_resolution(self, conflict_id: uuid.UUID) -> str:
         """Write a resolved conflict's values to the remote; returns what was done."""
@@ -388,12 +349,13 @@ class DocumentSync:
             if row is None or locked is None:
                 raise LeaseLost("lease lost while applying a resolution")
             fields = [f["field"] for f in locked.fields]
+            adopted = await self._adopt(session, object_type, row.our_id, conflict, record)
             last_ours = dict(row.last_ours or {})
             last_theirs = dict(row.last_theirs or {})
             for name in fields:
                 # Both sides now agree on the resolved value; our next change of the field
                 # (and only that) is pushed again.
-                last_ours[name] = locked.ours.get(name)
+                last_ours[name] = adopted.get(name, locked.ours.get(name))
                 last_theirs[name] = record.fields.get(name)
             row.last_ours = last_ours
             row.last_theirs = last_theirs
@@ -406,6 +368,93 @@ class DocumentSync:
             locked.status = "resolved"
             await session.commit()
         return f"applied {conflict.resolution}"
+
+    async def _adopt(
+        self,
+        session: AsyncSession,
+        object_type: ObjectType,
+        our_id: str,
+        conflict: SyncConflict,
+        record: RemoteRecord,
+    ) -> dict[str, Any]:
+        """Take the decided values over into our own document where its owning context lets
+        a connected system change them (`appliers`), so taking theirs (or a merge) holds on
+        our side too instead of being pushed over by our old value. Returns what was taken."""
+        applier = APPLIERS.get(object_type)
+        if applier is None or conflict.resolution == "ours":
+            return {}
+        values = conflict.resolved_values or {}
+        local: dict[str, Any] = {}
+        taken: dict[str, Any] = {}
+        for f in conflict.fields:
+            name = f["field"]
+            # "theirs" means what the remote holds now, not when the conflict was found.
+            value = record.fields.get(name) if conflict.resolution == "theirs" else values.get(name)
+            our_field = self.connector.local_field(object_type, name)
+            if our_field is not None and our_field in applier.applicable:
+                local[our_field] = value
+                taken[name] = value
+        if not local:
+            return {}
+        try:
+            async with session.begin_nested():
+                await applier.apply(session, our_id, local)
+        except InvalidChange as exc:
+            log.warning("sync_resolution_not_adopted", our_id=our_id, reason=str(exc))
+            return {}
+        return taken
+
+
+async def queue_conflict(
+    session: AsyncSession,
+    repo: IntegrationsRepository,
+    ref: ExternalRef,
+    record: RemoteRecord,
+    ours: dict[str, Any],
+    conflicts: list[FieldConflict],
+) -> None:
+    """Open a conflict for the document (or add fields to its open one) and publish
+    `sync.conflict`; the push and the pull side both land here."""
+    fields = [
+        {"field": c.field, "base": c.base, "ours": c.ours, "theirs": c.theirs} for c in conflicts
+    ]
+    existing = await repo.open_conflict(ref.id)
+    if existing is not None:
+        known = {f["field"] for f in existing.fields}
+        existing.fields = existing.fields + [f for f in fields if f["field"] not in known]
+        existing.theirs = record.fields
+        existing.ours = ours
+        existing.remote_version = record.version
+        return
+    conflict = SyncConflict(
+        id=uuid7(),
+        tenant_id=ref.tenant_id,
+        connector_id=ref.connector_id,
+        ref_id=ref.id,
+        object_type=ref.object_type,
+        our_id=ref.our_id,
+        external_id=record.external_id,
+        remote_version=record.version,
+        fields=fields,
+        ours=ours,
+        theirs=record.fields,
+        status="open",
+    )
+    repo.add(conflict)
+    await session.flush()
+    await publish(
+        session,
+        SyncConflictRaised(
+            conflict_id=conflict.id,
+            connector_id=ref.connector_id,
+            object_type=ref.object_type,
+            object_id=ref.our_id,
+            external_id=record.external_id,
+            fields=[ConflictField(**f) for f in fields],
+        ),
+        tenant_id=ref.tenant_id,
+        aggregate_id=conflict.id,
+    )
 
 
 def _pick(fields: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:

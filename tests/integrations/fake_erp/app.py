@@ -11,6 +11,8 @@ behaves like the remote systems connectors meet in the field:
 * `GET /api/v1/{collection}?field=value` finds records by any top-level field
   (how a connector looks a document up by our reference);
 * `PATCH` honours `If-Match` (412 when the record changed meanwhile);
+* `GET /api/v1/{collection}?updated_since=&cursor=&limit=` lists what changed
+  (oldest change first, keyset pages, `next_cursor` until the last page);
 * **no uniqueness on the reference field**: a client that creates twice gets
   two records, so duplicates are visible to the tests.
 
@@ -27,6 +29,7 @@ never flaky and need no token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import sqlite3
@@ -68,6 +71,7 @@ class Stats:
     updates: int = 0
     conflicts_412: int = 0
     user_edits: int = 0
+    change_pages: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -164,6 +168,30 @@ class Store:
                 "updated_at": now,
             }
 
+    def changed(
+        self, collection: str, *, since: str | None, after: tuple[str, int] | None, limit: int
+    ) -> tuple[list[dict[str, Any]], tuple[str, int] | None]:
+        """Records changed at or after `since`, oldest change first, keyset-paged by
+        (updated_at, seq): a page and the position after its last record (None: no more)."""
+        sql = (
+            "SELECT id, version, created_at, updated_at, data, seq FROM records "
+            "WHERE collection = ?"
+        )
+        args: list[Any] = [collection]
+        if since:
+            sql += " AND updated_at >= ?"
+            args.append(since)
+        if after is not None:
+            sql += " AND (updated_at > ? OR (updated_at = ? AND seq > ?))"
+            args += [after[0], after[0], after[1]]
+        sql += " ORDER BY updated_at, seq LIMIT ?"
+        args.append(limit + 1)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        page = rows[:limit]
+        position = (page[-1][3], page[-1][5]) if len(rows) > limit else None
+        return [self._row(r[:5]) for r in page], position
+
     def random_record(self, collection: str, rng: random.Random) -> dict[str, Any] | None:
         with self._lock:
             count = self._db.execute(
@@ -181,6 +209,21 @@ class Store:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+PAGING = {"updated_since", "cursor", "limit"}
+
+
+def _encode_cursor(position: tuple[str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(position)).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        updated_at, seq = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("bad cursor") from exc
+    return str(updated_at), int(seq)
 
 
 def _etag(record: dict[str, Any]) -> dict[str, str]:
@@ -243,6 +286,8 @@ def create_app(db_path: Path, *, token: str) -> Starlette:
             return blocked
         if request.method == "GET":
             filters = dict(request.query_params)
+            if PAGING & filters.keys():
+                return changed_since(collection, filters)
             return JSONResponse({"items": store.find(collection, filters)})
         try:
             body = await request.json()
@@ -285,6 +330,28 @@ def create_app(db_path: Path, *, token: str) -> Starlette:
         stats.updates += 1
         user_edit(collection)
         return await after_commit(JSONResponse(result, headers=_etag(result)))
+
+    def changed_since(collection: str, params: dict[str, str]) -> Response:
+        """`?updated_since=&cursor=&limit=`: what changed, in pages, as common ERPs list it."""
+        try:
+            limit = max(1, min(int(params.get("limit", "100")), 1000))
+            after = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+        except ValueError:
+            return JSONResponse({"error": "bad cursor or limit"}, status_code=400)
+        since = params.get("updated_since") or None
+        if since is not None:
+            try:
+                # Any ISO 8601 form is accepted; stored times are UTC, microseconds, "Z".
+                parsed = datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                return JSONResponse({"error": "bad updated_since"}, status_code=400)
+            since = parsed.astimezone(UTC).isoformat(timespec="microseconds")
+            since = since.replace("+00:00", "Z")
+        items, position = store.changed(collection, since=since, after=after, limit=limit)
+        stats.change_pages += 1
+        return JSONResponse(
+            {"items": items, "next_cursor": _encode_cursor(position) if position else None}
+        )
 
     async def control(request: Request) -> Response:
         nonlocal rng

@@ -19,19 +19,26 @@ objects use `DEFAULT_OBJECTS`.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from tradeflow.integrations.plugins import (
+    DEFAULT_PULL_CRON,
     Capability,
+    ChangeBatch,
     ConnectorConfig,
     ConnectorError,
     DocumentConnector,
     ObjectType,
     Ownership,
     RateLimited,
+    RemoteChange,
     RemoteRecord,
     RemoteRejected,
     RemoteTimeout,
@@ -53,10 +60,25 @@ class ObjectMapping(BaseModel):
 
 
 DEFAULT_OBJECTS: dict[ObjectType, ObjectMapping] = {
+    # The ERP's accounts department keeps billing address, tax id, credit limit and payment
+    # terms (ours until the record exists there, theirs after); the name is shared.
     ObjectType.CUSTOMER: ObjectMapping(
         path="/customers",
-        fields={"name": "name", "currency": "currency", "payment_terms_days": "payment_terms_days"},
-        ownership={"currency": "ours"},
+        fields={
+            "name": "name",
+            "currency": "currency",
+            "payment_terms_days": "payment_terms_days",
+            "tax_id": "tax_id",
+            "credit_limit": "credit_limit",
+            "billing_address": "billing_address",
+        },
+        ownership={
+            "currency": "ours",
+            "payment_terms_days": "theirs",
+            "tax_id": "theirs",
+            "credit_limit": "theirs",
+            "billing_address": "theirs",
+        },
     ),
     ObjectType.INVOICE: ObjectMapping(
         path="/invoices",
@@ -121,6 +143,31 @@ class RestErpConfig(ConnectorConfig):
         "(the ERP may still be processing it). Default: twice `timeout_seconds`.",
     )
     objects: dict[ObjectType, ObjectMapping] = Field(default_factory=dict)
+    pull_objects: list[ObjectType] = Field(
+        default_factory=lambda: [ObjectType.CUSTOMER],
+        description="Document types whose remote changes are pulled (empty: no pulling).",
+    )
+    pull_cron: str = Field(
+        default=DEFAULT_PULL_CRON,
+        max_length=100,
+        description="When the scheduled pull runs (cron, UTC; six fields: seconds last).",
+    )
+    pull_create_unknown: bool = Field(
+        default=False,
+        description="Create our document for a pulled record we have no mapping for "
+        "(customers only); otherwise it is reported.",
+    )
+    pull_page_size: int = Field(default=100, ge=1, le=1000)
+    updated_field: str = Field(
+        default="updated_at", description="Their record's last-change time (the pull watermark)."
+    )
+
+    @field_validator("pull_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError("not a valid cron expression")
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -139,6 +186,7 @@ class RestErpConnector(DocumentConnector):
             Capability.PUSH_INVOICES,
             Capability.PUSH_PAYMENTS,
             Capability.PUSH_CREDIT_NOTES,
+            Capability.PULL_CHANGES,
         }
     )
     config_model: ClassVar[type[ConnectorConfig]] = RestErpConfig
@@ -220,6 +268,18 @@ class RestErpConnector(DocumentConnector):
                 return theirs
         return None
 
+    def local_field(self, object_type: ObjectType, remote_field: str) -> str | None:
+        return self.mapping(object_type).fields.get(remote_field)
+
+    def supports_pull(self) -> bool:
+        return bool(self.config.pull_objects)
+
+    def pull_cron(self) -> str:
+        return self.config.pull_cron
+
+    def pull_creates_unknown(self) -> bool:
+        return self.config.pull_create_unknown
+
     def ownership(self, object_type: ObjectType, remote_field: str) -> Ownership:
         mapping = self.mapping(object_type)
         return mapping.ownership.get(remote_field, mapping.default_owner)
@@ -296,6 +356,106 @@ class RestErpConnector(DocumentConnector):
     async def list_all(self, object_type: ObjectType) -> list[RemoteRecord]:
         response = await self._request("GET", self._path(object_type))
         return [self._record(item, None) for item in _items(response.json())]
+
+    async def pull_changes(self, cursor: str | None) -> ChangeBatch:
+        """Records changed since the last pull, a page at a time, type after type.
+
+        Speaks the common "changed since" listing: `GET {path}?updated_since=&cursor=&limit=`
+        answering `{"items": [...], "next_cursor": ...}`. Our cursor keeps, per type, the
+        newest `updated_at` already pulled and the ids pulled at exactly that time (the next
+        pull asks from there, inclusive, and leaves those out, so a record changed in the
+        same instant is not missed) and, mid-listing, the remote's own page cursor.
+        """
+        types = list(self.config.pull_objects)
+        state = _PullState.load(cursor)
+        current = state.type if state.type in types else types[0]
+        page = state.page if state.type == current else None
+        params = {"limit": str(self.config.pull_page_size)}
+        since = state.since.get(current.value)
+        # Records already pulled at exactly the watermark (it is inclusive): not again.
+        edge = set(state.edge.get(current.value, []))
+        if since:
+            params["updated_since"] = since
+        if page:
+            params["cursor"] = page
+        response = await self._request("GET", self._path(current), params=params)
+        data = response.json()
+        changes: list[RemoteChange] = []
+        newest, newest_ids = since, set(edge)
+        for item in _items(data):
+            record = self._record(item, None)
+            updated = item.get(self.config.updated_field)
+            updated_text = None if updated is None else str(updated)
+            if updated_text is not None and updated_text == since and record.external_id in edge:
+                continue
+            changes.append(
+                RemoteChange(
+                    object_type=current,
+                    external_id=record.external_id,
+                    version=record.version,
+                    fields=record.fields,
+                    updated_at=updated_text,
+                )
+            )
+            if updated_text is None:
+                continue
+            if newest is None or _later(updated_text, newest):
+                newest, newest_ids = updated_text, {record.external_id}
+            elif updated_text == newest:
+                newest_ids.add(record.external_id)
+        if newest is not None:
+            state.since[current.value] = newest
+            state.edge[current.value] = sorted(newest_ids)
+        next_page = data.get("next_cursor") if isinstance(data, dict) else None
+        if next_page:
+            return ChangeBatch(changes, state.dump(current, str(next_page)), more=True)
+        position = types.index(current)
+        if position + 1 < len(types):
+            return ChangeBatch(changes, state.dump(types[position + 1], None), more=True)
+        return ChangeBatch(changes, state.dump(None, None), more=False)
+
+
+@dataclass
+class _PullState:
+    since: dict[str, str]  # type → newest `updated_at` pulled
+    edge: dict[str, list[str]] = field(default_factory=dict)  # type → ids pulled at `since`
+    type: ObjectType | None = None
+    page: str | None = None
+
+    @classmethod
+    def load(cls, cursor: str | None) -> _PullState:
+        if not cursor:
+            return cls(since={})
+        try:
+            raw = json.loads(cursor)
+            kind = raw.get("type")
+            return cls(
+                since={str(k): str(v) for k, v in dict(raw.get("since") or {}).items()},
+                edge={str(k): [str(i) for i in v] for k, v in dict(raw.get("edge") or {}).items()},
+                type=ObjectType(kind) if kind else None,
+                page=raw.get("page"),
+            )
+        except (ValueError, TypeError, AttributeError):
+            # A cursor of another shape (an older version): start over; applying is idempotent.
+            return cls(since={})
+
+    def dump(self, kind: ObjectType | None, page: str | None) -> str:
+        body: dict[str, Any] = {"since": self.since, "edge": self.edge}
+        if kind is not None:
+            body["type"] = kind.value
+        if page is not None:
+            body["page"] = page
+        return json.dumps(body, sort_keys=True)
+
+
+def _later(a: str, b: str) -> bool:
+    """`a` is after `b`, comparing as ISO times when both are, else as text."""
+    try:
+        return datetime.fromisoformat(a.replace("Z", "+00:00")) > datetime.fromisoformat(
+            b.replace("Z", "+00:00")
+        )
+    except ValueError:
+        return a > b
 
 
 class _NotFound(ConnectorError):

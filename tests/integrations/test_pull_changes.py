@@ -3,7 +3,9 @@ idempotent re-pulls, errors that keep the cursor, and paging."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -392,16 +394,25 @@ async def test_pull_through_the_api_is_queued_and_run_by_the_worker_job(
             kind="beancount",
             config={"path": str(tmp_path / "b.beancount")},
         )
+        push_only = await make_connector(
+            committed,
+            tenant.id,
+            keyring,
+            kind="rest_erp",
+            config=erp_config(calm_erp, pull_objects=[]),
+        )
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:
             url = f"/v1/connectors/{setup.instance.id}"
             r = await client.post(f"{url}/pull", headers=headers)
             assert r.status_code == 202, r.text
             assert r.json()["status"]["pull"]["requested"] is True
-            r = await client.post(f"/v1/connectors/{book.id}/pull", headers=headers)
-            assert r.status_code == 422
-            assert r.json()["type"].endswith("connector-cannot-pull")
+            for other in (book, push_only):
+                r = await client.post(f"/v1/connectors/{other.id}/pull", headers=headers)
+                assert r.status_code == 422
+                assert r.json()["type"].endswith("connector-cannot-pull")
 
-            assert await pull.run_due(committed, keyring) == 1
+            # The connector configured not to pull is looked at once, then left alone.
+            assert await pull.run_due(committed, keyring) == 2
 
             got = (await client.get(url, headers=headers)).json()["status"]["pull"]
             assert got["requested"] is False
@@ -415,3 +426,52 @@ async def test_pull_through_the_api_is_queued_and_run_by_the_worker_job(
             r = await client.post(f"{url}/pull", headers=headers)
             assert r.status_code == 409
             assert r.json()["type"].endswith("connector-inactive")
+
+
+async def test_the_cli_pulls_in_place_and_shows_the_last_pull(
+    setup: Setup, settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tradeflow.cli import app
+    from tradeflow.cli_integrations import register
+
+    register(app)
+    for name, value in {
+        "TRADEFLOW_DATABASE_URL": database_url,
+        "TRADEFLOW_MASTER_KEY": settings.master_key or "",
+        "TRADEFLOW_HOME": str(settings.home),
+        "TRADEFLOW_LOG_FORMAT": "console",
+        "COLUMNS": "250",
+    }.items():
+        monkeypatch.setenv(name, value)
+    customer_id = await setup.customer()
+    external_id = await setup.push(customer_id)
+    await setup.drain()
+    setup.erp.user_edit("customers", external_id, tax_id="CLI-1")
+    runner = CliRunner()
+    tenant = str(setup.tenant_id)
+
+    # The CLI runs its own event loop: give it a thread.
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["connectors", "pull", "-t", tenant, setup.instance.name]
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(r"applied\s*│\s*1\b", result.output), result.output
+    assert (await setup.view(customer_id)).tax_id == "CLI-1"
+
+    listed = await asyncio.to_thread(runner.invoke, app, ["connectors", "list", "-t", tenant])
+    assert listed.exit_code == 0, listed.output
+    assert "1/1/0" in listed.output
+
+    setup.erp.control(error_rate=1.0)
+    failed = await asyncio.to_thread(
+        runner.invoke, app, ["connectors", "pull", "-t", tenant, setup.instance.name]
+    )
+    setup.erp.calm()
+    assert failed.exit_code == 1
+    shown = await asyncio.to_thread(
+        runner.invoke, app, ["connectors", "status", "-t", tenant, setup.instance.name]
+    )
+    assert "last pull error" in shown.output
+    assert "500" in shown.output

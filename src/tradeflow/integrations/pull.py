@@ -45,6 +45,8 @@ from tradeflow.integrations.appliers import APPLIERS, InvalidChange
 from tradeflow.integrations.merge import plan_pull
 from tradeflow.integrations.models import ConnectorInstance, ConnectorPull, ExternalRef
 from tradeflow.integrations.plugins import (
+    DEFAULT_PULL_CRON,
+    Capability,
     ChangeBatch,
     ConnectorError,
     DocumentConnector,
@@ -89,7 +91,7 @@ class _Busy(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PullResult:
-    status: str  # ok, failed, running (another run holds the lease)
+    status: str  # ok, failed, running (another run holds the lease), off (not configured)
     counts: dict[str, int] = field(default_factory=dict)
     pages: int = 0
     error: str | None = None
@@ -396,7 +398,7 @@ def pull_kinds() -> list[str]:
     return sorted(
         kind
         for kind, plugin in available().items()
-        if issubclass(plugin, DocumentConnector) and "pull_changes" in plugin.capabilities
+        if issubclass(plugin, DocumentConnector) and Capability.PULL_CHANGES in plugin.capabilities
     )
 
 
@@ -406,7 +408,9 @@ async def pull_instance(
     """One pull of one instance (its plugin opened and closed here)."""
     plugin = service.open_plugin(instance, keyring)
     if not isinstance(plugin, DocumentConnector) or not plugin.supports_pull():
-        return PullResult(status="failed", error=f"{instance.kind} does not pull changes")
+        # Configured not to pull: look again at the default interval, not on every tick.
+        await _defer(db, instance, DEFAULT_PULL_CRON, error=None)
+        return PullResult(status="off", error=f"{instance.name} does not pull changes")
     await plugin.open()
     try:
         puller = ChangePuller(
@@ -451,7 +455,12 @@ async def run_due(db: Database, keyring: Keyring, *, limit: int = 20) -> int:
             await session.commit()
         if instance is None:
             continue
-        result = await pull_instance(db, keyring, instance)
+        try:
+            result = await pull_instance(db, keyring, instance)
+        except Exception as exc:  # e.g. a config the plugin no longer accepts: the others go on
+            log.exception("connector_pull_failed", connector_id=str(connector_id))
+            await _defer(db, instance, DEFAULT_PULL_CRON, error=f"{type(exc).__name__}: {exc}")
+            continue
         log.info(
             "connector_pulled",
             connector_id=str(connector_id),
@@ -461,6 +470,23 @@ async def run_due(db: Database, keyring: Keyring, *, limit: int = 20) -> int:
         )
         done += 1
     return done
+
+
+async def _defer(
+    db: Database, instance: ConnectorInstance, cron: str, *, error: str | None
+) -> None:
+    async with db.tenant_session(instance.tenant_id) as session:
+        row = await IntegrationsRepository(session, instance.tenant_id).pull_state_for_update(
+            instance.id
+        )
+        now = utcnow()
+        row.next_pull_at = next_tick(cron, now)
+        row.requested_at = None
+        if error is not None:
+            row.last_error = error[:2000]
+            row.last_error_at = now
+            row.consecutive_failures += 1
+        await session.commit()
 
 
 async def request_pull(session: AsyncSession, instance: ConnectorInstance) -> ConnectorPull:

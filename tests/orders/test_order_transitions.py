@@ -19,6 +19,8 @@ from orders.factories import (
     place,
 )
 from tradeflow.db import Database
+from tradeflow.identity import service as identity
+from tradeflow.identity.repository import IdentityRepository
 from tradeflow.kit.time import utcnow
 
 
@@ -36,7 +38,19 @@ async def test_over_the_spending_limit_waits_for_an_approver(
     big = await place(client, world, headers=buyer)
     assert big.status_code == 201
     assert big.json()["status"] == "pending_approval"
-    assert big.json()["actions"] == ["approve", "reject", "cancel"]
+    # `actions` are what the caller may do: the placing buyer may only cancel it; an approver
+    # of the company may approve or reject it; the seller's staff may cancel it.
+    assert big.json()["actions"] == ["cancel"]
+    url = f"/v1/orders/{big.json()['id']}"
+    seen = {
+        name: (await client.get(url, headers=who)).json()["actions"]
+        for name, who in (("buyer", buyer), ("approver", approver), ("staff", world.staff))
+    }
+    assert seen == {
+        "buyer": ["cancel"],
+        "approver": ["approve", "reject", "cancel"],
+        "staff": ["cancel"],
+    }
     assert await event_types(world.db, big.json()["id"]) == [
         "order.created",
         "order.approval_requested",
@@ -260,3 +274,33 @@ async def test_zero_total_order_is_paid_on_confirmation(client: AsyncClient, wor
         "order.paid",
         "order.fulfilled",
     ]
+
+
+async def test_actions_are_what_the_caller_may_do(client: AsyncClient, world: World) -> None:
+    buyer = await buyer_headers(client, world, await make_buyer(world))
+    async with world.db.system_session() as s:
+        read_only = await identity.create_api_key(
+            IdentityRepository(s, world.tenant_id),
+            name="reader",
+            scopes=frozenset({"orders:read"}),
+            actor=None,
+        )
+        await s.commit()
+    reader = {"Authorization": f"Bearer {read_only.token}"}
+    placed = await place(client, world, headers=buyer)
+    assert placed.json()["actions"] == ["cancel"]  # a buyer never confirms
+    url = f"/v1/orders/{placed.json()['id']}"
+
+    async def actions(headers: dict[str, str]) -> list[str]:
+        r = await client.get(url, headers=headers)
+        assert r.status_code == 200, r.text
+        return list(r.json()["actions"])
+
+    assert await actions(world.staff) == ["confirm", "cancel"]
+    assert await actions(reader) == []  # orders:read only: nothing to do
+    confirmed = await act(client, placed, "confirm", headers=world.staff)
+    assert confirmed.json()["actions"] == ["cancel"]  # staff may still cancel an invoice
+    assert await actions(buyer) == []  # the buyer no longer may
+    # The actions shown are the ones the API accepts from that caller.
+    r = await act(client, confirmed, "cancel", headers=buyer)
+    assert r.status_code == 403

@@ -115,6 +115,53 @@ async def publish(
     )
 
 
+# `_PUBLISH` in the driver's own dialect, for `publish_on_driver`.
+_PUBLISH_DRIVER = """
+WITH stream AS (
+  INSERT INTO event_streams AS es (tenant_id, aggregate_type, aggregate_id, last_sequence)
+  VALUES ($2::uuid, $5::varchar, $6::varchar, 1)
+  ON CONFLICT (tenant_id, aggregate_type, aggregate_id)
+  DO UPDATE SET last_sequence = es.last_sequence + 1
+  RETURNING last_sequence
+)
+INSERT INTO events (id, tenant_id, type, version, aggregate_type, aggregate_id, sequence,
+                    occurred_at, payload, target_subscriber_id)
+SELECT $1::uuid, $2::uuid, $3::varchar, $4::int, $5::varchar, $6::varchar,
+       stream.last_sequence, coalesce($7::timestamptz, now()), $8::text::jsonb, $9::uuid
+FROM stream
+RETURNING sequence
+"""
+
+
+async def publish_on_driver(
+    connection: Any,
+    event: EventPayload,
+    *,
+    tenant_id: uuid.UUID,
+    aggregate_id: uuid.UUID | str,
+    occurred_at: datetime | None = None,
+    target_subscriber_id: uuid.UUID | None = None,
+) -> int:
+    """`publish` on a driver (asyncpg) connection already inside the caller's transaction
+    (`tradeflow.db.driver_connection`), for hot paths that skip SQLAlchemy; the same row,
+    the same per-aggregate sequence. Returns the event's sequence number."""
+    if occurred_at is not None and occurred_at.tzinfo is None:
+        raise ValueError("occurred_at must be timezone-aware (UTC)")
+    sequence = await connection.fetchval(
+        _PUBLISH_DRIVER,
+        uuid7(),
+        tenant_id,
+        event.EVENT_TYPE,
+        event.EVENT_VERSION,
+        event.AGGREGATE,
+        str(aggregate_id),
+        occurred_at,
+        event.model_dump_json(),
+        target_subscriber_id,
+    )
+    return int(sequence)
+
+
 class RecordsEvents:
     """Mixin for aggregates that record events while they change (cosmicpython style).
 

@@ -17,8 +17,9 @@ from fastapi.encoders import jsonable_encoder
 
 from tradeflow.catalog import service as catalog
 from tradeflow.customers import service as customers
+from tradeflow.db import driver_connection
 from tradeflow.errors import Forbidden, NotFound, ProblemError
-from tradeflow.events.outbox import publish
+from tradeflow.events.outbox import publish, publish_on_driver
 from tradeflow.identity.principal import Principal
 from tradeflow.kit.ids import uuid7
 from tradeflow.kit.time import utcnow
@@ -108,34 +109,13 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
     repo = OrdersRepository(session, principal.tenant_id)
     # The other contexts' service functions find the tenant here instead of asking PostgreSQL.
     session.info.setdefault("tenant_id", principal.tenant_id)
-    errors: list[dict[str, Any]] = []
-
-    def err(field: str, message: str, code: str) -> None:
-        errors.append({"field": field, "message": message, "type": code})
-
-    skus = await catalog.resolve_skus(session, sorted({line.sku for line in body.lines}))
     rates = await repo.active_tax_rates()
     by_code = {code: rate for _, code, rate, _ in rates}
     default = next(((code, rate) for _, code, rate, is_default in rates if is_default), None)
-    taxes: list[tuple[str | None, Decimal]] = []
-    for i, line in enumerate(body.lines):
-        sku = skus.get(line.sku)
-        if sku is None:
-            err(f"lines.{i}.sku", f"Unknown SKU {line.sku!r}.", "unknown_sku")
-        elif not sku.active:
-            err(f"lines.{i}.sku", f"SKU {line.sku!r} is not active.", "inactive_sku")
-        if line.tax_code is not None:
-            if line.tax_code not in by_code:
-                err(f"lines.{i}.tax_code", f"No active tax rate {line.tax_code!r}.", "tax_code")
-            taxes.append((line.tax_code, by_code.get(line.tax_code, Decimal(0))))
-        else:
-            taxes.append(default if default is not None else (None, Decimal(0)))
-    if errors:
-        raise InvalidOrder(errors)
-
     now = utcnow()
     try:
-        # The catalog reads the customer once for all lines (unknown or inactive → its error).
+        # The catalog reads the customer once for all lines (unknown or inactive → its error);
+        # every line it prices has a known, active SKU.
         quotes = await catalog.quote_many(
             session,
             customer_id=body.customer_id,
@@ -143,14 +123,27 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
             on=now,
         )
     except ProblemError as exc:
-        raise InvalidOrder([_quote_error(exc)]) from None
+        # Name every unknown or inactive SKU and unknown tax code first, as before pricing.
+        errors = await _line_errors(session, body, by_code)
+        raise InvalidOrder(errors or [_quote_error(exc)]) from None
+    errors = _tax_errors(body, by_code)
+    if errors:
+        raise InvalidOrder(errors)
+    taxes: list[tuple[str | None, Decimal]] = [
+        (line.tax_code, by_code[line.tax_code])
+        if line.tax_code is not None
+        else (default if default is not None else (None, Decimal(0)))
+        for line in body.lines
+    ]
     # Prices come in the customer's currency: a different one means the order's is wrong.
     priced_in = {quote.currency for quote in quotes}
     if priced_in != {body.currency}:
-        err(
-            "currency",
-            f"The customer buys in {', '.join(sorted(priced_in))}, not {body.currency}.",
-            "currency_mismatch",
+        errors.append(
+            _e(
+                "currency",
+                f"The customer buys in {', '.join(sorted(priced_in))}, not {body.currency}.",
+                "currency_mismatch",
+            )
         )
     priced = [_PricedLine(i + 1, quote, taxes[i][0], taxes[i][1]) for i, quote in enumerate(quotes)]
     if errors:
@@ -226,8 +219,9 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
         "total_minor": amounts.total_minor,
         "version": 1,
     }
-    await publish(
-        session,
+    # The outbox row on the driver connection too: one more plain statement, same transaction.
+    await publish_on_driver(
+        await driver_connection(session),
         ev.OrderCreated(
             **base,
             status=S.PLACED.value,
@@ -251,8 +245,10 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
         aggregate_id=order_id,
         occurred_at=now,
     )
+    approver = False
     if needs_approval:
         approvers = await customers.list_approvers(session, body.customer_id)
+        approver = principal.kind == "user" and principal.user_id in approvers
         await publish(
             session,
             ev.OrderApprovalRequested(
@@ -278,7 +274,7 @@ async def place_order(session: Any, principal: Principal, body: OrderCreate) -> 
         fulfilled_at=None,
         cancelled_at=None,
         cancel_reason=None,
-        actions=allowed_actions(status),
+        actions=actions_for(principal, status, approver=approver),
         lines=[OrderLineOut(**{k: v for k, v in line.items() if k in _LINE_OUT}) for line in lines],
     )
 
@@ -298,6 +294,33 @@ def _quote_error(exc: ProblemError) -> dict[str, Any]:
     )
 
 
+async def _line_errors(
+    session: Any, body: OrderCreate, by_code: dict[str, Decimal]
+) -> list[dict[str, Any]]:
+    """Every unknown or inactive SKU and unknown tax code, line by line."""
+    skus = await catalog.resolve_skus(session, sorted({line.sku for line in body.lines}))
+    errors: list[dict[str, Any]] = []
+    for i, line in enumerate(body.lines):
+        sku = skus.get(line.sku)
+        if sku is None:
+            errors.append(_e(f"lines.{i}.sku", f"Unknown SKU {line.sku!r}.", "unknown_sku"))
+        elif not sku.active:
+            errors.append(_e(f"lines.{i}.sku", f"SKU {line.sku!r} is not active.", "inactive_sku"))
+        if line.tax_code is not None and line.tax_code not in by_code:
+            errors.append(
+                _e(f"lines.{i}.tax_code", f"No active tax rate {line.tax_code!r}.", "tax_code")
+            )
+    return errors
+
+
+def _tax_errors(body: OrderCreate, by_code: dict[str, Decimal]) -> list[dict[str, Any]]:
+    return [
+        _e(f"lines.{i}.tax_code", f"No active tax rate {line.tax_code!r}.", "tax_code")
+        for i, line in enumerate(body.lines)
+        if line.tax_code is not None and line.tax_code not in by_code
+    ]
+
+
 def _e(field: str, message: str, code: str) -> dict[str, Any]:
     return {"field": field, "message": message, "type": code}
 
@@ -305,10 +328,46 @@ def _e(field: str, message: str, code: str) -> dict[str, Any]:
 # -- reading -----------------------------------------------------------------------------------
 
 
-async def order_out(repo: OrdersRepository, order: Order, *, lines: bool = True) -> OrderOut:
+def actions_for(principal: Principal, status: OrderStatus, *, approver: bool) -> list[str]:
+    """What *this caller* may do to an order in `status` now (the order's `actions`): the
+    state's possible moves less those its scopes or role forbid — approve/reject only for an
+    approver of the ordering company (`approver`), confirm/fulfil only for the seller's
+    staff, cancel for a buyer only until the seller confirms."""
+    if "orders:write" not in principal.scopes:
+        return []
+    out: list[str] = []
+    for action in allowed_actions(status):
+        if action in ("approve", "reject"):
+            if not approver:
+                continue
+        elif action in ("confirm", "fulfil"):
+            if principal.is_buyer:
+                continue
+        elif action == "cancel" and principal.is_buyer and status not in _BUYER_CANCELLABLE:
+            continue
+        out.append(action)
+    return out
+
+
+async def _is_approver(session: Any, principal: Principal, order: Order) -> bool:
+    """Whether the caller may approve or reject `order` (the check `transition` makes)."""
+    if principal.kind != "user" or principal.customer_id != order.customer_id:
+        return False  # approvers are users of the ordering company
+    return principal.user_id in await customers.list_approvers(session, order.customer_id)
+
+
+async def order_out(
+    repo: OrdersRepository, principal: Principal, order: Order, *, lines: bool = True
+) -> OrderOut:
+    status = S(order.status)
     invoice = await repo.invoice_for_order(order.id) if order.status not in _NO_INVOICE else None
     out = OrderOut.model_validate(order)
-    out.actions = allowed_actions(S(order.status))
+    approver = (
+        "approve" in allowed_actions(status)
+        and "orders:write" in principal.scopes
+        and await _is_approver(repo.session, principal, order)
+    )
+    out.actions = actions_for(principal, status, approver=approver)
     out.invoice_id = invoice.id if invoice is not None else None
     if lines:
         out.lines = [OrderLineOut.model_validate(line) for line in await repo.order_lines(order.id)]
@@ -323,7 +382,7 @@ async def get_order(session: Any, principal: Principal, order_id: uuid.UUID) -> 
     order = await repo.order(order_id)
     if order is None or not _visible(principal, order):
         raise OrderNotFound(f"No order {order_id}.")
-    return await order_out(repo, order)
+    return await order_out(repo, principal, order)
 
 
 def expected_version(if_match: str | None) -> int | None:
@@ -385,7 +444,7 @@ async def apply_patch(
             tenant_id=principal.tenant_id,
             aggregate_id=order.id,
         )
-    return await order_out(repo, order)
+    return await order_out(repo, principal, order)
 
 
 ACTIONS: dict[str, OrderStatus] = {
@@ -480,7 +539,7 @@ async def transition(
             tenant_id=tenant_id,
             aggregate_id=order.id,
         )
-    return await order_out(repo, order)
+    return await order_out(repo, principal, order)
 
 
 def _staff_only(principal: Principal, action: str) -> None:

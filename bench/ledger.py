@@ -164,6 +164,15 @@ async def sequential(
         inv = invoice_event(tenant_id, customers[i % 50], i)
         await handle(db, inv)
         await handle(db, payment_event(inv))
+    from sqlalchemy import event as sa_event
+
+    statements = [0]
+
+    def count(*_: Any) -> None:
+        statements[0] += 1
+
+    # Statements per posting (an executemany counts once: the driver pipelines its rows).
+    sa_event.listen(db.engine.sync_engine, "before_cursor_execute", count)
     out: dict[str, Any] = {}
     for kind in ("invoice.issued", "payment.captured"):
         invoices = [invoice_event(tenant_id, customers[i % 50], 10_000 + i) for i in range(n)]
@@ -172,9 +181,10 @@ async def sequential(
                 await handle(db, inv)
         events = invoices if kind == "invoice.issued" else [payment_event(i) for i in invoices]
         pg0 = cpu_seconds([], marker=pg_marker) if pg_marker else 0.0
-        own0, wall0 = time.process_time(), time.monotonic()
+        own0, wall0, statements0 = time.process_time(), time.monotonic(), statements[0]
         for event in events:
             await handle(db, event)
+        per_posting = (statements[0] - statements0) / n
         wall = time.monotonic() - wall0
         own = time.process_time() - own0
         pg = (cpu_seconds([], marker=pg_marker) - pg0) if pg_marker else 0.0
@@ -184,7 +194,9 @@ async def sequential(
                 "postgres": round(pg / n * 1000, 3),
             },
             "wall_ms_per_posting": round(wall / n * 1000, 3),
+            "statements_per_posting": round(per_posting, 2),
         }
+    sa_event.remove(db.engine.sync_engine, "before_cursor_execute", count)
     return out
 
 

@@ -192,6 +192,9 @@ def _register_subcommands() -> None:
     from tradeflow import cli_integrations
 
     cli_integrations.register(app)
+    from tradeflow.connectors.commerceml import cli as cli_commerceml
+
+    cli_commerceml.register(app)
     from tradeflow.ledger import cli as cli_ledger
 
     cli_ledger.register(app)

@@ -186,3 +186,17 @@ async def tenant_has_kind(session: AsyncSession, tenant_id: uuid.UUID, kind: str
         )
     ).first()
     return found is not None
+
+
+async def instance_id_by_name(
+    session: AsyncSession, tenant_id: uuid.UUID, name: str
+) -> uuid.UUID | None:
+    """The id of the tenant's connector instance with this name (operator commands)."""
+    found: uuid.UUID | None = (
+        await session.execute(
+            select(ConnectorInstance.id).where(
+                ConnectorInstance.tenant_id == tenant_id, ConnectorInstance.name == name
+            )
+        )
+    ).scalar_one_or_none()
+    return found

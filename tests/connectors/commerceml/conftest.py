@@ -4,15 +4,19 @@ types onto the two lists."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 
 from connectors.commerceml.support import RETAIL_TYPE_NAME, WHOLESALE_TYPE_ID, create_connector
 from customers.support import Seller, create_customer, create_group, make_seller
+from tradeflow.app import create_app
+from tradeflow.config import Settings
 from tradeflow.db import Database
+from tradeflow.kit.keyring import Keyring
 
 
 @dataclass
@@ -59,3 +63,15 @@ async def make_shop(client: AsyncClient, db: Database, **config: Any) -> Shop:
 @pytest.fixture
 async def shop(client: AsyncClient, rolled_back: Database) -> Shop:
     return await make_shop(client, rolled_back)
+
+
+@pytest.fixture
+async def app_client(
+    committed: Database, settings: Settings, keyring: Keyring
+) -> AsyncIterator[AsyncClient]:
+    """A client of an app on real commits (for the worker and the CLI, which have their own
+    connections)."""
+    app = create_app(settings, committed, keyring=keyring)
+    transport = ASGITransport(app=app, client=("127.0.0.1", 12345))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
 from connectors.commerceml.support import OneC, create_connector
 from customers.support import Seller
 from integrations.support import FAST, eventually, running_worker
 from orders.factories import World, act, make_world, order_body, place
-from tradeflow.app import create_app
 from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.kit.keyring import Keyring
@@ -33,16 +31,6 @@ LINKING_CATALOG = f"""<?xml version="1.0" encoding="UTF-8"?>
       <БазоваяЕдиница>pc</БазоваяЕдиница></Товар>
   </Товары></Каталог>
 </КоммерческаяИнформация>""".encode()
-
-
-@pytest.fixture
-async def app_client(
-    committed: Database, settings: Settings, keyring: Keyring
-) -> AsyncIterator[AsyncClient]:
-    app = create_app(settings, committed, keyring=keyring)
-    transport = ASGITransport(app=app, client=("127.0.0.1", 12345))
-    async with AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
 
 
 def _documents(body: bytes) -> list[ET.Element]:

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -152,6 +153,7 @@ async def run_import(
     filename: str,
     source: str,
     session_id: uuid.UUID | None = None,
+    progress: Callable[[int], Callable[[], None]] | None = None,
 ) -> Exchange:
     """Apply one catalog/offers file: all of it in one transaction, bad rows undone alone;
     a file that cannot be read changes nothing. The audit row is written either way."""
@@ -167,8 +169,13 @@ async def run_import(
     if error is None:
         try:
             async with db.tenant_session(tenant_id) as session:
+                rows = len(parsed.products) + len(parsed.offers)
                 result = await CatalogImport(
-                    session, tenant_id, target.connector_id, target.config
+                    session,
+                    tenant_id,
+                    target.connector_id,
+                    target.config,
+                    on_row=progress(rows) if progress is not None else None,
                 ).apply(parsed)
                 row = await _audit(
                     session,

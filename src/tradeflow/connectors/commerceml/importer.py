@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,10 @@ class CatalogImport:
         tenant_id: uuid.UUID,
         connector_id: uuid.UUID,
         config: CommerceMLConfig,
+        *,
+        on_row: Callable[[], None] | None = None,
     ) -> None:
+        self.on_row = on_row  # progress (the CLI's bar): called after each row
         self.session = session
         self.tenant_id = tenant_id
         self.connector_id = connector_id
@@ -387,3 +391,5 @@ class CatalogImport:
         except (RowError, ValidationError, ProblemError, ValueError) as exc:
             self.result.counts = counted  # what the row did is undone: so are its counts
             self.result.problem(ext_id, _reason(exc))
+        if self.on_row is not None:
+            self.on_row()

@@ -108,7 +108,8 @@ class CommerceMLConfig(ConnectorConfig):
 class CommerceMLConnector(ConnectorPlugin):
     slug: ClassVar[str] = "commerceml"
     title: ClassVar[str] = "CommerceML 2 (1C:Enterprise)"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.PULL_CHANGES})
+    # None of the framework's push or scheduled-pull capabilities: 1C calls us.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
     config_model: ClassVar[type[ConnectorConfig]] = CommerceMLConfig
     # 1C polls us, so no event is delivered to the instance's subscriber. A subscriber with
     # no filter would receive every event, so the filter names the one event type only ever

@@ -190,7 +190,8 @@ DEMO_ORDERS: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
     ("DEMO-3", (("BOLT-M8-50", 4), ("NUT-M8", 8))),
 )
 DEMO_REFERENCE_PREFIX = "DEMO-"
-SETTLED = frozenset({"paid", "fulfilled"})
+# Where the demo leaves an order alone: paid, or taken elsewhere by a user since.
+SETTLED = frozenset({"paid", "fulfilled", "refunded", "cancelled", "rejected"})
 CONFIRMABLE = frozenset({"placed", "approved"})
 PAYABLE = frozenset({"invoiced", "partially_paid"})
 # A payment in any other state holds the invoice's amount (or is being resolved): no new one.

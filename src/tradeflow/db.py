@@ -182,9 +182,20 @@ async def driver_connection(session: AsyncSession) -> Any:
     have begun through the session first (`tenant_session` / `system_session` do that).
     On the application's engine JSON and JSONB arrive as text and are sent as text.
     """
+    # Remembered per transaction: each look-up is two trips through SQLAlchemy's greenlet
+    # bridge, which costs more than a plain statement on the driver.
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER)
+    if transaction is not None and cached is not None and cached[0] is transaction:
+        return cached[1]
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    return raw.driver_connection
+    driver = raw.driver_connection
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
+    return driver
+
+
+_DRIVER = "tradeflow.driver_connection"
 
 
 async def enter_system(session: AsyncSession) -> None:

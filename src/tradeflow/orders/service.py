@@ -7,13 +7,12 @@ live in `invoicing.py`; `get_invoice` is re-exported here as the context's publi
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from fastapi.encoders import jsonable_encoder
+from pydantic_core import to_jsonable_python
 
 from tradeflow.catalog import service as catalog
 from tradeflow.customers import service as customers
@@ -65,11 +64,8 @@ def caller_of(principal: Principal) -> str:
 
 
 def _rule_dict(rule: Any) -> dict[str, Any]:
-    if hasattr(rule, "model_dump"):
-        rule = rule.model_dump(mode="json")
-    elif dataclasses.is_dataclass(rule) and not isinstance(rule, type):
-        rule = dataclasses.asdict(rule)
-    out: dict[str, Any] = jsonable_encoder(rule)
+    """The winning rule as JSON-ready data (pydantic's encoder: models, dataclasses, UUIDs)."""
+    out: dict[str, Any] = to_jsonable_python(rule)
     return out
 
 

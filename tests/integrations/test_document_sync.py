@@ -263,3 +263,16 @@ async def test_a_conflict_is_resolved_through_the_api_and_applied_by_the_worker(
         assert record["status"] == "paid (was disputed)"
         state = (await client.get(f"/v1/connectors/{instance.id}", headers=headers)).json()
         assert state["status"]["open_conflicts"] == 0
+
+
+async def test_their_edit_of_a_shared_field_stands_on_every_later_push(
+    sync: DocumentSync, calm_erp: FakeErp
+) -> None:
+    doc = invoice_doc()
+    created = await sync.push(ObjectType.INVOICE, doc["id"], doc)
+    calm_erp.user_edit("invoices", created.external_id, status="on hold")
+    for paid in ("50.00", "119.00"):
+        await sync.push(ObjectType.INVOICE, doc["id"], {**doc, "amount_paid": paid})
+        [record] = records(calm_erp, doc["id"])
+        assert record["status"] == "on hold"
+        assert record["amount_paid"] == paid

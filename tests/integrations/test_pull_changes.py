@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,13 @@ from integrations.fake_erp.server import FakeErp
 from integrations.support import erp_config, eventually, make_connector, running_worker, scalar
 from tradeflow.app import create_app
 from tradeflow.config import Settings
+from tradeflow.connectors.rest_erp.connector import RestErpConnector
 from tradeflow.customers import service as customers
 from tradeflow.customers.schemas import CustomerIn
 from tradeflow.db import Database
 from tradeflow.integrations import documents, pull, service
 from tradeflow.integrations.models import ConnectorInstance, ConnectorPull, ExternalRef
-from tradeflow.integrations.plugins import DocumentConnector, ObjectType
+from tradeflow.integrations.plugins import ChangeBatch, DocumentConnector, ObjectType
 from tradeflow.integrations.sync import DocumentSync
 from tradeflow.kit.keyring import Keyring
 
@@ -382,7 +384,8 @@ async def test_pull_through_the_api_is_queued_and_run_by_the_worker_job(
     headers = {"Authorization": f"Bearer {token}"}
     app = create_app(fast_settings, committed, keyring=keyring)
     transport = ASGITransport(app=app, client=("127.0.0.1", 12345))
-    async with _setup(committed, keyring, calm_erp, tenant.id) as setup:
+    yearly = "0 0 1 1 *"  # the scheduled pull is not due again during the test
+    async with _setup(committed, keyring, calm_erp, tenant.id, pull_cron=yearly) as setup:
         customer_id = await setup.customer()
         external_id = await setup.push(customer_id)
         await setup.drain()
@@ -399,7 +402,7 @@ async def test_pull_through_the_api_is_queued_and_run_by_the_worker_job(
             tenant.id,
             keyring,
             kind="rest_erp",
-            config=erp_config(calm_erp, pull_objects=[]),
+            config=erp_config(calm_erp, pull_objects=[], pull_cron=yearly),
         )
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:
             url = f"/v1/connectors/{setup.instance.id}"
@@ -475,3 +478,96 @@ async def test_the_cli_pulls_in_place_and_shows_the_last_pull(
     )
     assert "last pull error" in shown.output
     assert "500" in shown.output
+
+
+async def test_their_shared_edit_seen_by_a_push_first_is_still_taken_over(setup: Setup) -> None:
+    customer_id = await setup.customer(name="Acme GmbH")
+    external_id = await setup.push(customer_id)
+    await setup.drain()
+    setup.erp.user_edit("customers", external_id, name="Acme Holding GmbH")
+    # A push runs before the pull (e.g. for another change): their edit of the shared name
+    # stands at the ERP, and stays their change for the pull to take over.
+    await setup.push(customer_id)
+    await setup.push(customer_id)
+    [record] = [r for r in setup.erp.dump("customers") if r["id"] == external_id]
+    assert record["name"] == "Acme Holding GmbH"
+
+    result = await setup.pull()
+
+    assert result.counts["applied"] == 1
+    assert (await setup.view(customer_id)).name == "Acme Holding GmbH"
+
+
+class OpaqueVersions(RestErpConnector):
+    """The REST connector as it sees an ERP whose listing carries only opaque ETags, with a
+    hook run right after a page is read (a push landing between read and apply)."""
+
+    after_read: Callable[[], Awaitable[None]] | None = None
+
+    async def pull_changes(self, cursor: str | None) -> ChangeBatch:
+        batch = await super().pull_changes(cursor)
+        changes = [dataclasses.replace(c, version=f'W/"{c.version}"') for c in batch.changes]
+        if self.after_read is not None:
+            hook, self.after_read = self.after_read, None
+            await hook()
+        return batch._replace(changes=changes)
+
+
+async def test_a_page_read_before_a_push_is_read_again_when_versions_cannot_be_ordered(
+    setup: Setup,
+) -> None:
+    customer_id = await setup.customer(name="Acme GmbH")
+    external_id = await setup.push(customer_id)
+    await setup.drain()
+    setup.erp.user_edit("customers", external_id, tax_id="ETAG-1")
+
+    async def rename_and_push() -> None:
+        async with setup.db.tenant_session(setup.tenant_id) as s:
+            await customers.apply_external_changes(s, customer_id, {"name": "Acme Renamed"})
+            await s.commit()
+        await setup.push(customer_id)
+
+    connector = OpaqueVersions(setup.sync.connector.config)
+    connector.after_read = rename_and_push
+    await connector.open()
+    try:
+        result = await pull.ChangePuller(
+            setup.db, setup.tenant_id, setup.instance.id, connector
+        ).run()
+    finally:
+        await connector.close()
+
+    assert result.status == "ok", result
+    view = await setup.view(customer_id)
+    assert view.name == "Acme Renamed"  # the page's older name did not win
+    assert view.tax_id == "ETAG-1"  # and their edit was not lost either
+
+
+async def test_our_own_unanswered_create_is_never_created_again_from_the_feed(
+    setup: Setup, keyring: Keyring
+) -> None:
+    from tradeflow.integrations.plugins import RemoteTimeout
+
+    await setup.drain()
+    async with setup.db.tenant_session(setup.tenant_id) as s:
+        await service.update_instance(
+            s,
+            setup.tenant_id,
+            setup.instance.id,
+            keyring=keyring,
+            config={**erp_config(setup.erp), "pull_create_unknown": True},
+            allow_private=True,
+        )
+        await s.commit()
+    customer_id = await setup.customer(name="Timed Out GmbH")
+    setup.erp.control(timeout_rate=1.0, hang_seconds=2.0)
+    with pytest.raises(RemoteTimeout):
+        await setup.push(customer_id)  # the ERP committed it; we never heard back
+    setup.erp.calm()
+
+    result = await setup.pull()
+
+    assert result.counts["created"] == 0
+    assert result.counts["ignored"] == 1
+    count = "SELECT count(*) FROM customers WHERE tenant_id = :t"
+    assert await scalar(setup.db, count, t=setup.tenant_id) == 1

@@ -13,16 +13,16 @@ A run of one connector instance (scheduled, on demand through the API, or
    through the owning context's service (`appliers`), a shared field changed
    on both sides opens a conflict (`sync.conflict`). The cursor moves only
    with the page it covers, so a crash before the commit pulls the page
-   again; a change whose version was already seen is a no-op, which makes
-   that repeat harmless;
+   again; applying a record a second time finds nothing left to do (both
+   sides then hold the values taken over), which makes that repeat harmless;
 4. repeat while the connector says more is waiting (bounded per run), then
    record the outcome and the next scheduled time.
 
 A document whose push is in flight (its lease is held) is not touched: the
-page is retried a few times and otherwise left to the next pull. A page is
-also skipped for a document a push synced *after* the page was fetched —
-the page may predate that push, and the push's own write comes round in a
-later page anyway.
+page is retried a few times and otherwise left to the next pull. A change
+older than the version a push already saw is a no-op; when versions cannot
+be ordered (ETags) and a push synced the document after the page was read,
+the record is read again before it is applied.
 """
 
 from __future__ import annotations
@@ -89,6 +89,12 @@ class _Busy(Exception):
     pass
 
 
+class _Stale(Exception):
+    def __init__(self, change: RemoteChange) -> None:
+        super().__init__(change.external_id)
+        self.change = change
+
+
 @dataclass(frozen=True, slots=True)
 class PullResult:
     status: str  # ok, failed, running (another run holds the lease), off (not configured)
@@ -97,14 +103,28 @@ class PullResult:
     error: str | None = None
 
 
-def _older(version: str, known: str | None) -> bool:
-    """Whether `version` is older than `known`, when the two can be ordered (numbers)."""
+def _order(version: str, known: str | None) -> int | None:
+    """-1, 0 or 1 as `version` is older than, the same as or newer than `known`, when the two
+    can be ordered (numbers, or ISO times such as an updated-at); None for opaque ETags."""
     if known is None:
-        return False
+        return None
     try:
-        return int(version) < int(known)
+        a, b = int(version), int(known)
+        return (a > b) - (a < b)
     except ValueError:
-        return False
+        pass
+    try:
+        t, u = _iso(version), _iso(known)
+        return (t > u) - (t < u)
+    except ValueError:
+        return None
+
+
+def _iso(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("a time without a zone cannot be ordered")
+    return parsed
 
 
 @dataclass
@@ -199,31 +219,55 @@ class ChangePuller:
     async def _apply_page(
         self, batch: ChangeBatch, token: uuid.UUID, fetched_at: datetime, counts: Counter[str]
     ) -> None:
+        changes = list(batch.changes)
+        read_at = [fetched_at] * len(changes)  # when each change was read from the remote
         delay = self.busy_wait_seconds
-        for _ in range(BUSY_RETRIES):
+        busy_left = BUSY_RETRIES
+        rereads_left = len(changes)  # each change may be read again once
+        while busy_left > 0 and rereads_left >= 0:
             page: Counter[str] = Counter()
             problems: list[dict[str, Any]] = []
+            stale: int | None = None
             async with self.db.tenant_session(self.tenant_id) as session:
                 repo = IntegrationsRepository(session, self.tenant_id)
                 row = await repo.pull_fenced(self.connector_id, token)
                 if row is None:
                     raise PullLeaseLost("the pull's lease was taken over")
                 try:
-                    for change in batch.changes:
-                        page[await self._apply(session, repo, change, fetched_at, problems)] += 1
+                    for i, change in enumerate(changes):
+                        page[await self._apply(session, repo, change, read_at[i], problems)] += 1
                 except _Busy:
                     await session.rollback()
+                    busy_left -= 1
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                page["pulled"] = len(batch.changes)
-                row.cursor = batch.next_cursor
-                row.running_until = utcnow() + timedelta(seconds=self.lease_seconds)
-                if problems:
-                    row.problems = (problems[::-1] + list(row.problems))[:PROBLEMS_KEPT]
-                await session.commit()
-            counts.update(page)
-            return
+                except _Stale as exc:
+                    await session.rollback()
+                    rereads_left -= 1
+                    stale = changes.index(exc.change)
+                else:
+                    page["pulled"] = len(batch.changes)
+                    row.cursor = batch.next_cursor
+                    row.running_until = utcnow() + timedelta(seconds=self.lease_seconds)
+                    if problems:
+                        row.problems = (problems[::-1] + list(row.problems))[:PROBLEMS_KEPT]
+                    await session.commit()
+            if stale is None:
+                counts.update(page)
+                return
+            # A push wrote the document after the page was read, and its version cannot be
+            # ordered against ours: read the record again (outside the transaction) and apply
+            # what it holds now, rather than skip a change the feed will not bring again.
+            old = changes[stale]
+            read_at[stale] = utcnow()
+            fresh = await self.connector.fetch(old.object_type, old.external_id)
+            if fresh is None:
+                del changes[stale], read_at[stale]
+            else:
+                changes[stale] = RemoteChange(
+                    old.object_type, fresh.external_id, fresh.version, fresh.fields, old.updated_at
+                )
         raise PullBusy("documents of the page are being pushed; the page is pulled again later")
 
     async def _apply(
@@ -243,12 +287,19 @@ class ChangePuller:
         now = utcnow()
         if ref.lease_until is not None and ref.lease_until > now:
             raise _Busy
-        if (
-            ref.remote_version == change.version
-            or _older(change.version, ref.remote_version)
-            or (ref.synced_at is not None and ref.synced_at >= fetched_at)
-        ):
+        # Seeing a version again is harmless: the merge finds nothing left to do (both sides
+        # hold what was taken over, open conflicts hold their fields). What must not happen
+        # is applying a record older than one a push has since seen and written over.
+        order = _order(change.version, ref.remote_version)
+        if order is not None and order < 0:
             return "unchanged"
+        if (
+            order is None
+            and change.version != ref.remote_version
+            and ref.synced_at is not None
+            and ref.synced_at >= fetched_at
+        ):
+            raise _Stale(change)
         applier = APPLIERS.get(kind)
         if applier is None:
             return "ignored"
@@ -327,7 +378,9 @@ class ChangePuller:
             record = RemoteRecord(change.external_id, change.version, change.fields)
             await queue_conflict(session, repo, ref, record, ours, plan.conflicts)
             return "conflicted"
-        return "applied" if taken else "ignored"
+        if taken:
+            return "applied"
+        return "ignored" if plan.ignored or plan.apply else "unchanged"
 
     async def _unknown(
         self,
@@ -337,6 +390,14 @@ class ChangePuller:
         problems: list[dict[str, Any]],
     ) -> str:
         kind = change.object_type
+        reference = change.fields.get(self.connector.reference_name())
+        if reference not in (None, ""):
+            if await repo.ref(self.connector_id, kind.value, str(reference)) is not None:
+                # One of ours whose create went unanswered (or a second copy of it): the push
+                # side links it, and reconciliation reports a duplicate. Never created here.
+                return "ignored"
+            problems.append(_problem(change, f"carries reference {reference} but no mapping"))
+            return "unknown"
         applier = APPLIERS.get(kind)
         if applier is None or not applier.creatable or not self.connector.pull_creates_unknown():
             problems.append(_problem(change, "no mapping: not one of our documents"))
@@ -408,8 +469,9 @@ async def pull_instance(
     """One pull of one instance (its plugin opened and closed here)."""
     plugin = service.open_plugin(instance, keyring)
     if not isinstance(plugin, DocumentConnector) or not plugin.supports_pull():
-        # Configured not to pull: look again at the default interval, not on every tick.
-        await _defer(db, instance, DEFAULT_PULL_CRON, error=None)
+        # Configured not to pull: look again at its schedule, not on every tick.
+        cron = plugin.pull_cron() if isinstance(plugin, DocumentConnector) else DEFAULT_PULL_CRON
+        await _defer(db, instance, cron, error=None)
         return PullResult(status="off", error=f"{instance.name} does not pull changes")
     await plugin.open()
     try:

@@ -216,6 +216,7 @@ class DocumentSync:
                 )
 
         conflicts: list[FieldConflict] = []
+        kept: frozenset[str] = frozenset()
         for _ in range(MAX_MERGE_ROUNDS):
             theirs = _pick(record.fields, ours)
             plan = plan_merge(
@@ -227,6 +228,7 @@ class DocumentSync:
                 held=held,
             )
             conflicts = plan.conflicts
+            kept = frozenset(plan.kept_theirs)
             if not plan.writes:
                 if action != "linked":
                     action = "unchanged"
@@ -249,7 +251,15 @@ class DocumentSync:
                 f"{object_type.value} {record.external_id} kept changing during sync"
             )
         await self._finish(
-            ref, token, record, ours, _pick(record.fields, ours), conflicts, ours, held=held
+            ref,
+            token,
+            record,
+            ours,
+            _pick(record.fields, ours),
+            conflicts,
+            ours,
+            held=held,
+            keep_base=kept,
         )
         return PushResult(record.external_id, action, len(conflicts))
 
@@ -264,6 +274,7 @@ class DocumentSync:
         full_ours: dict[str, Any],
         *,
         held: frozenset[str] = frozenset(),
+        keep_base: frozenset[str] = frozenset(),
     ) -> None:
         async with self.db.tenant_session(self.tenant_id) as session:
             repo = IntegrationsRepository(session, self.tenant_id)
@@ -271,10 +282,13 @@ class DocumentSync:
             if row is None:
                 raise LeaseLost(f"lease on {ref.object_type} {ref.our_id} was taken over")
             # While a field is held by an open conflict, its bases stay where the conflict
-            # started, so the conflict is judged against what both sides last agreed on.
+            # started, so the conflict is judged against what both sides last agreed on. The
+            # same for a field whose remote edit we kept: the two sides do not agree on it
+            # yet, and a base moved to their value would make our old value look like a change
+            # of ours on the next push (or hide their change from the next pull).
             last_ours = dict(ours)
             last_theirs = dict(theirs)
-            for name in held | {c.field for c in conflicts}:
+            for name in held | keep_base | {c.field for c in conflicts}:
                 if row.last_ours is not None and name in row.last_ours:
                     last_ours[name] = row.last_ours[name]
                 if row.last_theirs is not None and name in row.last_theirs:

@@ -131,7 +131,9 @@ class Settings(BaseSettings):
     """Failed logins from one IP before that IP is locked out."""
 
     webhooks_allow_private: bool = False
-    """Allow webhook and connector URLs on private or loopback addresses."""
+    """Allow webhook, connector and processor URLs on private or loopback addresses."""
+    payments_authorization_expiry_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    """Manual-capture authorisations left uncaptured this long are voided at the processor."""
     # Event delivery (docs/delivery.md). Retry delays are the waits after each failed
     # attempt, so the attempt budget is their count + 1 (Svix's schedule by default).
     webhooks_retry_schedule: list[float] = Field(

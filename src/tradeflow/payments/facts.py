@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,6 +138,10 @@ async def apply_charge(
             )
         )
     if state.status == "canceled" and before_status != "canceled":
+        if payment.failure_code is None and await repo.operations(
+            [payment.id], kind="void", open_only=True
+        ):
+            mark_expired(payment)  # our void's answer came back by another route first
         events.append(
             ev.PaymentCanceled(**_base(payment, payment.amount_minor), reason=payment.failure_code)
         )
@@ -254,6 +259,17 @@ async def fail_unprocessed_refund(
             )
         ],
     )
+
+
+AUTHORIZATION_EXPIRED = "authorization_expired"
+
+
+def mark_expired(payment: Payment, *, window: timedelta | None = None) -> None:
+    """Say why the payment is about to become `canceled`: our void of an expired
+    authorisation (`payment.canceled` carries it as `reason`)."""
+    payment.failure_code = AUTHORIZATION_EXPIRED
+    after = f" within {window.total_seconds() / 86400:g} days" if window else " in time"
+    payment.failure_message = f"The authorisation was not captured{after} and was voided."
 
 
 def operation_key(op_id: uuid.UUID, kind: str) -> str:

@@ -1,11 +1,15 @@
-"""Payments' periodic jobs: resolve processor calls whose outcome is unknown; prune old webhooks."""
+"""Payments' periodic jobs: resolve processor calls whose outcome is unknown; void expired
+authorisations; prune old webhooks."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from sqlalchemy import text
 
 from tradeflow.events import JobContext, scheduled
 from tradeflow.kit.keyring import load_keyring
+from tradeflow.payments.expiry import expire_authorizations
 from tradeflow.payments.resolver import resolve_due
 
 
@@ -13,6 +17,16 @@ from tradeflow.payments.resolver import resolve_due
 async def resolve_unknown_outcomes(ctx: JobContext) -> None:
     """Every 5 s: ask processors about timed-out calls (never resend them)."""
     await resolve_due(ctx.db, load_keyring(ctx.settings, create=False))
+
+
+@scheduled("payments.expire_authorizations", cron="*/10 * * * *", timeout=600)
+async def void_expired_authorizations(ctx: JobContext) -> None:
+    """Every 10 min: void manual-capture authorisations left uncaptured past the window."""
+    await expire_authorizations(
+        ctx.db,
+        load_keyring(ctx.settings, create=False),
+        older_than=timedelta(seconds=ctx.settings.payments_authorization_expiry_seconds),
+    )
 
 
 @scheduled("payments.prune_webhooks", cron="41 3 * * *")

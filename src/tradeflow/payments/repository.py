@@ -310,3 +310,38 @@ async def due_operations(
         .limit(limit)
     )
     return [(r[0], r[1]) for r in rows.all()]
+
+
+async def expired_authorizations(
+    session: AsyncSession,
+    *,
+    created_before: datetime,
+    refused_since: datetime,
+    limit: int,
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant, payment) pairs of manual authorisations nothing was captured from, created
+    before `created_before`, with no call in flight and no void refused since `refused_since`."""
+    busy = (
+        select(ProcessorOperation.id)
+        .where(
+            ProcessorOperation.payment_id == Payment.id,
+            ProcessorOperation.status.in_(OPEN_OPERATION)
+            | (
+                (ProcessorOperation.kind == "void")
+                & (ProcessorOperation.created_at >= refused_since)
+            ),
+        )
+        .exists()
+    )
+    rows = await session.execute(
+        select(Payment.tenant_id, Payment.id)
+        .where(
+            Payment.capture_method == "manual",
+            Payment.status == "requires_capture",
+            Payment.created_at < created_before,
+            ~busy,
+        )
+        .order_by(Payment.created_at)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows.all()]

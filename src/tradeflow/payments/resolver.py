@@ -128,8 +128,14 @@ async def resolve_one(
         old_enough = now - op.created_at >= not_found_grace
         outcome = "retry"
         if isinstance(found, ChargeState):
+            if (
+                op.kind == "void"
+                and found.status == "canceled"
+                and payment.processor_status != "canceled"
+            ):
+                facts.mark_expired(payment)  # only the expiry job voids
             await facts.apply_charge(session, repo, payment, found)
-            if op.kind == "capture" and op.status in OPEN_OPERATION and old_enough:
+            if op.kind in ("capture", "void") and op.status in OPEN_OPERATION and old_enough:
                 facts.settle(op, "failed", error_code="not_processed")
         elif isinstance(found, RefundState) and refund is not None:
             await facts.apply_refund(session, repo, payment, refund, found)

@@ -1,0 +1,162 @@
+"""Manual authorisations left uncaptured past the window are voided at the processor, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from httpx import AsyncClient
+
+from orders.factories import World
+from payments.factories import Merchant, connect_sandbox, invoiced_order, pay
+from payments.support import eventually, rows
+from tradeflow.config import Settings
+from tradeflow.db import Database
+from tradeflow.events.registry import load_plugins
+from tradeflow.events.scheduler import JOBS, JobContext
+from tradeflow.kit.keyring import Keyring
+from tradeflow.kit.time import utcnow
+from tradeflow.payments.expiry import expire_authorizations
+from tradeflow.payments.jobs import void_expired_authorizations
+from tradeflow.payments.resolver import resolve_due
+from tradeflow.sandbox.control import SandboxControl
+from tradeflow.sandbox.process import SandboxProcess
+
+WEEK = timedelta(days=7)
+
+
+async def _events(db: Database, payment_id: str) -> list[tuple[str, str | None]]:
+    found = await rows(
+        db,
+        "SELECT type, payload->>'reason' FROM events WHERE aggregate_type = 'payment' "
+        "AND aggregate_id = :p ORDER BY sequence",
+        p=payment_id,
+    )
+    return [(r[0], r[1]) for r in found]
+
+
+def test_the_job_is_registered_with_a_seven_day_default(settings: Settings) -> None:
+    load_plugins()
+    assert "payments.expire_authorizations" in JOBS
+    assert Settings.model_fields["payments_authorization_expiry_seconds"].default == 7 * 86400
+
+
+async def test_an_authorisation_left_past_a_short_window_is_voided_by_the_job(
+    client: AsyncClient,
+    world: World,
+    merchant: Merchant,
+    rolled_back: Database,
+    settings: Settings,
+) -> None:
+    order = await invoiced_order(client, world)
+    payment = (await pay(client, world, order["invoice_id"], capture_method="manual")).json()
+    assert payment["status"] == "requires_capture"
+    short = settings.model_copy(update={"payments_authorization_expiry_seconds": 0.5})
+    ctx = JobContext(short, rolled_back, "payments.expire_authorizations", utcnow())
+
+    async def canceled() -> bool:
+        await void_expired_authorizations(ctx)
+        got = await client.get(f"/v1/payments/{payment['id']}", headers=world.staff)
+        return bool(got.json()["status"] == "canceled")
+
+    await eventually(canceled, timeout=15)
+    voided = (await client.get(f"/v1/payments/{payment['id']}", headers=world.staff)).json()
+    assert voided["failure_code"] == "authorization_expired"
+    assert voided["amount_capturable_minor"] == 0
+    charge = (await merchant.charges())[0]
+    assert charge["status"] == "canceled"
+    assert await _events(world.db, payment["id"]) == [
+        ("payment.intent_created", None),
+        ("payment.authorized", None),
+        ("payment.canceled", "authorization_expired"),
+    ]
+    ops = await rows(
+        rolled_back,
+        "SELECT kind, status FROM processor_operations WHERE payment_id = :p ORDER BY id",
+        p=payment["id"],
+    )
+    assert [tuple(o) for o in ops] == [("authorize", "succeeded"), ("void", "succeeded")]
+    # Once only: nothing left to void; capturing is refused; the invoice can be paid again.
+    await void_expired_authorizations(ctx)
+    again_ops = await rows(
+        rolled_back, "SELECT id FROM processor_operations WHERE payment_id = :p", p=payment["id"]
+    )
+    assert len(again_ops) == 2
+    late = await client.post(f"/v1/payments/{payment['id']}/capture", headers=world.staff)
+    assert late.status_code == 409, late.text
+    again = await pay(client, world, order["invoice_id"])
+    assert again.status_code == 201, again.text
+
+
+async def test_young_captured_and_in_flight_authorisations_are_left_alone(
+    client: AsyncClient,
+    world: World,
+    merchant: Merchant,
+    rolled_back: Database,
+    keyring: Keyring,
+) -> None:
+    young = (
+        await pay(
+            client,
+            world,
+            (await invoiced_order(client, world))["invoice_id"],
+            capture_method="manual",
+        )
+    ).json()
+    part = (
+        await pay(
+            client,
+            world,
+            (await invoiced_order(client, world))["invoice_id"],
+            capture_method="manual",
+        )
+    ).json()
+    r = await client.post(
+        f"/v1/payments/{part['id']}/capture", json={"amount_minor": 100}, headers=world.staff
+    )
+    assert r.json()["status"] == "partially_captured"
+    report = await expire_authorizations(rolled_back, keyring, older_than=WEEK)
+    mine = {young["id"], part["id"]}
+    assert not mine & {str(p) for p in report.voided}  # nothing is a week old
+    # A week on: the partially captured one keeps its remainder; the other is voided.
+    report = await expire_authorizations(
+        rolled_back, keyring, older_than=WEEK, now=utcnow() + WEEK + timedelta(seconds=1)
+    )
+    # (Membership, not equality: committed rows of tests running in parallel are visible.)
+    assert mine & {str(p) for p in report.voided} == {young["id"]}
+    statuses = {c["reference"]: c["status"] for c in await merchant.charges()}
+    assert statuses == {young["id"]: "canceled", part["id"]: "partially_captured"}
+
+
+async def test_a_void_that_times_out_is_resolved_by_asking_the_processor(
+    client: AsyncClient,
+    world: World,
+    sandbox_proc: SandboxProcess,
+    sandbox: SandboxControl,
+    rolled_back: Database,
+    keyring: Keyring,
+) -> None:
+    merchant = await connect_sandbox(client, world, sandbox_proc, sandbox, timeout=0.5)
+    order = await invoiced_order(client, world)
+    payment = (await pay(client, world, order["invoice_id"], capture_method="manual")).json()
+    await sandbox.set_faults(merchant.account_id, delay_after_commit_seconds=2)
+    report = await expire_authorizations(
+        rolled_back, keyring, older_than=timedelta(0), now=utcnow() + timedelta(seconds=1)
+    )
+    assert payment["id"] in {str(p) for p in report.unknown}
+    await sandbox.set_faults(merchant.account_id)
+    # The processor voided it; we did not hear. The next scan leaves it to the resolver
+    # (an operation is open), which asks and applies what the processor holds.
+    report = await expire_authorizations(
+        rolled_back, keyring, older_than=timedelta(0), now=utcnow() + timedelta(seconds=1)
+    )
+    assert payment["id"] not in {str(p) for p in report.voided + report.unknown}
+    resolved = await resolve_due(rolled_back, keyring, now=utcnow() + timedelta(seconds=5))
+    assert "succeeded" in resolved.outcomes.values()
+    got = (await client.get(f"/v1/payments/{payment['id']}", headers=world.staff)).json()
+    assert (got["status"], got["failure_code"]) == ("canceled", "authorization_expired")
+    assert await _events(world.db, payment["id"]) == [
+        ("payment.intent_created", None),
+        ("payment.authorized", None),
+        ("payment.canceled", "authorization_expired"),
+    ]
+    assert [c["status"] for c in await merchant.charges()] == ["canceled"]

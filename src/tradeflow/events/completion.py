@@ -10,12 +10,13 @@ failure streaks, and publishes `delivery.exhausted`, `delivery.recovered` and
 
 from __future__ import annotations
 
+import functools
 import random
 import traceback
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,54 +51,65 @@ class Completion:
     worker: str
 
 
+# One round trip for the whole batch: outcomes (fenced on the claim counter), the
+# promotion of each finished delivery's successor, the attempt log, and — for endpoints
+# whose results in the batch were all successes and which were healthy already — the
+# subscriber's last success. Everything else about subscribers goes the slow path.
 _COMPLETE = text(
     """
-    UPDATE deliveries d
-    SET status = u.status,
-        attempts = u.attempt,
-        next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
-        leased_until = NULL,
-        lease_owner = NULL,
-        last_attempt_at = u.started_at,
-        last_status_code = u.code,
-        last_error = u.error,
-        delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END,
-        dead_at = CASE WHEN u.status = 'dead' THEN now() ELSE d.dead_at END
-    FROM (
-      SELECT u.* FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[]),
-                             CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
-                             CAST(:next_at AS timestamptz[]), CAST(:codes AS integer[]),
-                             CAST(:errors AS text[]), CAST(:started AS timestamptz[]))
+    WITH input AS (
+      SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[]),
+                           CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+                           CAST(:next_at AS timestamptz[]), CAST(:codes AS integer[]),
+                           CAST(:errors AS text[]), CAST(:started AS timestamptz[]))
              AS u(id, token, status, attempt, next_at, code, error, started_at)
+    ), locked AS (
       -- Rows are locked in id order (as every bulk update of deliveries does), so two
       -- transactions updating overlapping sets cannot deadlock.
-      JOIN (SELECT id FROM deliveries WHERE id = ANY(CAST(:ids AS uuid[]))
-            ORDER BY id FOR UPDATE) AS locked ON locked.id = u.id
-    ) AS u
-    WHERE d.id = u.id AND d.claims = u.token AND d.status = 'pending'
-    RETURNING d.id, d.tenant_id, d.subscriber_id, d.aggregate, d.status
-    """
-)
-
-# A finished delivery lets the next one of its (subscriber, aggregate) go: the dispatcher
-# marks it ready. Queued unconditionally — a successor may be committing concurrently.
-_PROMOTE = text(
-    """
-    INSERT INTO delivery_promotions (tenant_id, subscriber_id, aggregate)
-    SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:subs AS uuid[]),
-                         CAST(:aggs AS text[]))
-    """
-)
-
-_ATTEMPTS = text(
-    """
-    INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, started_at, duration_ms,
-                                   outcome, status_code, error, response_body, worker)
-    SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:ids AS uuid[]),
-                         CAST(:attempts AS integer[]), CAST(:started AS timestamptz[]),
-                         CAST(:durations AS double precision[]), CAST(:outcomes AS text[]),
-                         CAST(:codes AS integer[]), CAST(:errors AS text[]),
-                         CAST(:bodies AS text[]), CAST(:workers AS text[]))
+      SELECT id FROM deliveries WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+    ), done AS (
+      UPDATE deliveries d
+      SET status = u.status,
+          attempts = u.attempt,
+          next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
+          leased_until = NULL,
+          lease_owner = NULL,
+          last_attempt_at = u.started_at,
+          last_status_code = u.code,
+          last_error = u.error,
+          delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END,
+          dead_at = CASE WHEN u.status = 'dead' THEN now() ELSE d.dead_at END
+      FROM input u JOIN locked ON locked.id = u.id
+      WHERE d.id = u.id AND d.claims = u.token AND d.status = 'pending'
+      RETURNING d.id, d.tenant_id, d.subscriber_id, d.aggregate, d.status
+    ), promoted AS (
+      -- A finished delivery lets the next one of its (subscriber, aggregate) go: the
+      -- dispatcher marks it ready. Queued unconditionally — a successor may be committing
+      -- concurrently.
+      INSERT INTO delivery_promotions (tenant_id, subscriber_id, aggregate)
+      SELECT tenant_id, subscriber_id, aggregate FROM done WHERE status <> 'pending'
+    ), logged AS (
+      INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, started_at, duration_ms,
+                                     outcome, status_code, error, response_body, worker)
+      SELECT * FROM unnest(CAST(:a_tenants AS uuid[]), CAST(:ids AS uuid[]),
+                           CAST(:attempts AS integer[]), CAST(:started AS timestamptz[]),
+                           CAST(:durations AS double precision[]), CAST(:outcomes AS text[]),
+                           CAST(:codes AS integer[]), CAST(:raw_errors AS text[]),
+                           CAST(:bodies AS text[]), CAST(:workers AS text[]))
+    ), healthy AS (
+      SELECT id FROM subscribers
+      WHERE id = ANY(CAST(:ok_subs AS uuid[]))
+      ORDER BY id FOR UPDATE
+    ), touched AS (
+      UPDATE subscribers s SET last_success_at = now(), updated_at = now()
+      FROM healthy
+      WHERE s.id = healthy.id AND s.consecutive_failures = 0 AND s.failing_since IS NULL
+        AND s.breaker_state = 'closed' AND s.breaker_trips = 0
+      RETURNING s.id
+    )
+    SELECT 'd' AS kind, id, tenant_id, subscriber_id, aggregate, status FROM done
+    UNION ALL
+    SELECT 's', id, NULL, NULL, NULL, NULL FROM touched
     """
 )
 
@@ -119,50 +131,35 @@ async def complete_batch(
     if not completions:
         return set()
     now = utcnow()
-    schedules = await _schedules(session, completions, settings)
-    verdicts: list[_Verdict] = []
-    for c in completions:
-        verdicts.append(_verdict(c, schedules, settings, now))
+    # Only a failure needs its retry schedule (a tenant's policy is a query).
+    failed = [c for c in completions if not c.result.ok]
+    schedules = await _schedules(session, failed, settings) if failed else {}
+    verdicts = [_verdict(c, schedules, settings, now) for c in completions]
+    # Subscribers whose results in this batch are all successes: the fast path.
+    ok_subs = {c.item.subscriber_id for c in completions} - {c.item.subscriber_id for c in failed}
     params: dict[str, list[Any]] = defaultdict(list)
     for c, v in zip(completions, verdicts, strict=True):
+        r = c.result
         params["ids"].append(c.item.delivery_id)
         params["tokens"].append(c.item.token)
         params["statuses"].append(v.status)
         params["attempts"].append(c.item.attempt)
         params["next_at"].append(v.next_at)
-        params["codes"].append(c.result.status_code)
-        params["errors"].append(_short(c.result.error, 2000))
-        params["started"].append(c.result.started_at or now)
-    rows = (await session.execute(_COMPLETE, dict(params))).all()
-    accepted = {r.id for r in rows}
-    finished = [r for r in rows if r.status != "pending"]
-    if finished:
-        await session.execute(
-            _PROMOTE,
-            {
-                "tenants": [r.tenant_id for r in finished],
-                "subs": [r.subscriber_id for r in finished],
-                "aggs": [r.aggregate for r in finished],
-            },
-        )
-    await session.execute(
-        _ATTEMPTS,
-        {
-            "tenants": [c.item.event.tenant_id for c in completions],
-            "ids": [c.item.delivery_id for c in completions],
-            "attempts": [c.item.attempt for c in completions],
-            "started": [c.result.started_at or now for c in completions],
-            "durations": [round(c.result.duration * 1000, 3) for c in completions],
-            "outcomes": [c.result.outcome for c in completions],
-            "codes": [c.result.status_code for c in completions],
-            "errors": [c.result.error for c in completions],
-            "bodies": [c.result.response_body for c in completions],
-            "workers": [c.worker for c in completions],
-        },
-    )
+        params["codes"].append(r.status_code)
+        params["errors"].append(_short(r.error, 2000))
+        params["started"].append(r.started_at or now)
+        params["a_tenants"].append(c.item.event.tenant_id)
+        params["durations"].append(round(r.duration * 1000, 3))
+        params["outcomes"].append(r.outcome)
+        params["raw_errors"].append(r.error)
+        params["bodies"].append(r.response_body)
+        params["workers"].append(c.worker)
+    rows = (await session.execute(_COMPLETE, {**params, "ok_subs": sorted(ok_subs)})).all()
+    accepted = {r.id for r in rows if r.kind == "d"}
+    settled_subs = {r.id for r in rows if r.kind == "s"}
     for c, v in zip(completions, verdicts, strict=True):
-        metrics.DELIVERIES.labels(c.item.subscriber_kind, c.result.outcome).inc()
-        metrics.ATTEMPT_LATENCY.labels(c.item.subscriber_kind).observe(c.result.duration)
+        _counter(c.item.subscriber_kind, c.result.outcome).inc()
+        _latency(c.item.subscriber_kind).observe(c.result.duration)
         if c.item.delivery_id in accepted and v.status == "dead":
             metrics.DEAD_LETTERS.labels(c.item.subscriber_kind).inc()
             if c.item.event.type not in OPERATIONAL_EVENT_TYPES:
@@ -183,8 +180,21 @@ async def complete_batch(
                     tenant_id=c.item.event.tenant_id,
                     aggregate_id=c.item.subscriber_id,
                 )
-    await _update_subscribers(session, completions, settings, breaker_kinds, now)
+    rest = [c for c in completions if c.item.subscriber_id not in settled_subs]
+    if rest:
+        await _update_subscribers(session, rest, settings, breaker_kinds, now)
     return accepted
+
+
+@functools.cache
+def _counter(kind: str, outcome: str) -> Any:
+    # The labelled child, looked up once per (kind, outcome) rather than per attempt.
+    return metrics.DELIVERIES.labels(kind, outcome)
+
+
+@functools.cache
+def _latency(kind: str) -> Any:
+    return metrics.ATTEMPT_LATENCY.labels(kind)
 
 
 def _short(value: str | None, limit: int) -> str | None:
@@ -194,9 +204,14 @@ def _short(value: str | None, limit: int) -> str | None:
 async def _schedules(
     session: AsyncSession, completions: Sequence[Completion], settings: Settings
 ) -> dict[uuid.UUID, list[float]]:
-    tenants = list(
-        {c.item.event.tenant_id for c in completions if c.item.subscriber_kind != "handler"}
-    )
+    return await tenant_schedules(session, [c.item for c in completions])
+
+
+async def tenant_schedules(
+    session: AsyncSession, items: Sequence[Claimed]
+) -> dict[uuid.UUID, list[float]]:
+    """Tenants' own retry schedules (delivery policies) for these remote deliveries."""
+    tenants = list({i.event.tenant_id for i in items if i.subscriber_kind != "handler"})
     if not tenants:
         return {}
     rows = await session.execute(
@@ -209,6 +224,53 @@ async def _schedules(
     return {r.tenant_id: list(r.retry_schedule) for r in rows}
 
 
+def schedule_for(
+    item: Claimed, schedules: dict[uuid.UUID, list[float]], settings: Settings
+) -> Sequence[float]:
+    if item.subscriber_kind == "handler":
+        return settings.handler_retry_schedule
+    return schedules.get(item.event.tenant_id, settings.webhooks_retry_schedule)
+
+
+async def abandoned_beyond_budget(
+    session: AsyncSession,
+    claimed: Sequence[Claimed],
+    *,
+    settings: Settings,
+    worker: str,
+) -> list[Completion]:
+    """Taken-over deliveries whose abandoned attempts used up the retry budget.
+
+    A lease taken over means an attempt ended without a result — typically its
+    worker died during it. The claim counts that attempt; when it was the last
+    one the schedule allows, the delivery is not sent again but recorded as a
+    failed attempt, which makes it a dead letter: a message that kills every
+    worker that tries it cannot be retried forever.
+    """
+    takeovers = [c for c in claimed if c.takeover]
+    if not takeovers:
+        return []
+    schedules = await tenant_schedules(session, takeovers)
+    out: list[Completion] = []
+    for item in takeovers:
+        used = item.attempt - 1  # attempts made so far, the abandoned one included
+        if used > len(schedule_for(item, schedules, settings)):
+            out.append(
+                Completion(
+                    replace(item, attempt=used),
+                    AttemptResult(
+                        outcome="failure",
+                        error=(
+                            "the lease expired without a result (the worker stopped during "
+                            f"the attempt) {used} time(s); retry budget used up"
+                        ),
+                    ),
+                    worker,
+                )
+            )
+    return out
+
+
 def _verdict(
     c: Completion, schedules: dict[uuid.UUID, list[float]], settings: Settings, now: datetime
 ) -> _Verdict:
@@ -217,10 +279,7 @@ def _verdict(
         return _Verdict("delivered", None)
     if r.outcome == "gone":
         return _Verdict("dead", None)
-    if c.item.subscriber_kind == "handler":
-        schedule = settings.handler_retry_schedule
-    else:
-        schedule = schedules.get(c.item.event.tenant_id, settings.webhooks_retry_schedule)
+    schedule = schedule_for(c.item, schedules, settings)
     delay = retry_delay(schedule, c.item.attempt, jitter=settings.delivery_retry_jitter)
     if delay is None:
         return _Verdict("dead", None)

@@ -18,7 +18,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
@@ -31,17 +32,35 @@ from tradeflow.events.registry import Claimed, DeliveredEvent
 DISPATCH_LOCK = 74_650_301
 CLAIM_LOCK = 74_650_302
 
+# Which subscribers this worker may lease deliveries of right now, and how many more:
+# enabled, not paused, of a kind it serves, breaker closed (or half-open: one probe),
+# minus what is in flight across all workers. Shared by dispatch and claim.
+_ROOM = """
+      SELECT s.id, s.kind, s.name,
+             CASE WHEN s.breaker_state = 'open' THEN 1
+                  WHEN s.kind = 'handler' THEN coalesce(s.max_in_flight, :handler_cap)
+                  ELSE coalesce(s.max_in_flight, :default_cap) END
+             - (SELECT count(*) FROM deliveries f
+                WHERE f.subscriber_id = s.id AND f.leased_until > now()) AS room
+      FROM subscribers s
+      WHERE s.enabled AND NOT s.paused
+        AND s.kind = ANY(:kinds)
+        AND (s.kind <> 'handler' OR s.name = ANY(:handlers))
+        AND (s.breaker_state = 'closed' OR s.breaker_open_until <= now())
+"""
+
 _DISPATCH = text(
     """
     WITH batch AS (
-      SELECT id, tenant_id, type, aggregate_type, aggregate_id, sequence, target_subscriber_id
+      SELECT id, tenant_id, type, version, aggregate_type, aggregate_id, sequence, occurred_at,
+             payload, target_subscriber_id, position
       FROM events
       WHERE dispatched_at IS NULL
       ORDER BY position
       LIMIT :limit
       FOR UPDATE
     ), fanout AS (
-      SELECT b.tenant_id, b.id AS event_id, s.id AS subscriber_id, b.type,
+      SELECT b.tenant_id, b.id AS event_id, s.id AS subscriber_id, b.type, b.position,
              b.aggregate_type || ':' || b.aggregate_id AS aggregate, b.sequence,
              row_number() OVER (PARTITION BY s.id, b.aggregate_type, b.aggregate_id
                                 ORDER BY b.sequence) AS rn
@@ -56,20 +75,43 @@ _DISPATCH = text(
                WHERE p.pattern = b.type OR p.pattern = '*'
                   OR (right(p.pattern, 2) = '.*' AND starts_with(b.type, left(p.pattern, -1))))
            END
-    ), fanned AS (
+    ), staged AS (
       -- Ready: the first of its (subscriber, aggregate) in this batch, with nothing
       -- earlier still pending; the others wait to be promoted in order.
-      INSERT INTO deliveries (tenant_id, event_id, subscriber_id, event_type, aggregate,
-                              sequence, ready)
-      SELECT f.tenant_id, f.event_id, f.subscriber_id, f.type, f.aggregate, f.sequence,
+      SELECT f.*,
              f.rn = 1 AND (
                SELECT 1 FROM deliveries p
                WHERE p.subscriber_id = f.subscriber_id AND p.aggregate = f.aggregate
                  AND p.status = 'pending' AND p.sequence < f.sequence
-               LIMIT 1) IS NULL
+               LIMIT 1) IS NULL AS ready
       FROM fanout f
+    ), room AS ("""  # noqa: S608 — a constant fragment, no input
+    + _ROOM
+    + """
+    ), leasing AS (
+      -- Ready deliveries this worker leases as it creates them (up to :claim, within each
+      -- subscriber's room): no second claim round trip for a new event.
+      SELECT r.event_id, r.subscriber_id FROM (
+        SELECT st.event_id, st.subscriber_id, st.position, room.room,
+               row_number() OVER (PARTITION BY st.subscriber_id ORDER BY st.position) AS k
+        FROM staged st JOIN room ON room.id = st.subscriber_id
+        WHERE st.ready
+      ) r
+      WHERE r.k <= r.room
+      ORDER BY r.position
+      LIMIT :claim
+    ), fanned AS (
+      INSERT INTO deliveries (tenant_id, event_id, subscriber_id, event_type, aggregate,
+                              sequence, ready, leased_until, lease_owner, claims)
+      SELECT st.tenant_id, st.event_id, st.subscriber_id, st.type, st.aggregate, st.sequence,
+             st.ready,
+             CASE WHEN l.event_id IS NOT NULL THEN now() + make_interval(secs => :lease) END,
+             CASE WHEN l.event_id IS NOT NULL THEN CAST(:owner AS text) END,
+             CASE WHEN l.event_id IS NOT NULL THEN 1 ELSE 0 END
+      FROM staged st
+      LEFT JOIN leasing l ON l.event_id = st.event_id AND l.subscriber_id = st.subscriber_id
       ON CONFLICT (event_id, subscriber_id) DO NOTHING
-      RETURNING 1
+      RETURNING id, event_id, subscriber_id, claims, attempts, lease_owner
     ), queued AS (
       DELETE FROM delivery_promotions
       WHERE id IN (SELECT id FROM delivery_promotions ORDER BY id LIMIT :limit)
@@ -88,12 +130,25 @@ _DISPATCH = text(
     ), marked AS (
       UPDATE events e SET dispatched_at = now() FROM batch WHERE e.id = batch.id
       RETURNING e.type
+    ), summary AS (
+      SELECT (SELECT count(*) FROM fanned) AS deliveries,
+             (SELECT count(*) FROM promoted) AS promoted,
+             coalesce((SELECT array_agg(type) FROM marked), '{}') AS types
     )
-    SELECT (SELECT count(*) FROM fanned) AS deliveries,
-           (SELECT count(*) FROM promoted) AS promoted,
-           coalesce((SELECT array_agg(type) FROM marked), '{}') AS types
+    SELECT summary.*, c.*
+    FROM summary
+    LEFT JOIN (
+      SELECT f.id, f.claims, f.attempts, f.subscriber_id, room.kind, room.name,
+             b.id AS event_id, b.tenant_id, b.type, b.version, b.aggregate_type,
+             b.aggregate_id, b.sequence, b.occurred_at, b.payload, b.position
+      FROM fanned f
+      JOIN batch b ON b.id = f.event_id
+      JOIN room ON room.id = f.subscriber_id
+      WHERE f.lease_owner IS NOT NULL
+    ) c ON true
+    ORDER BY c.position
     """
-)
+).bindparams(bindparam("kinds", type_=ARRAY(TEXT)), bindparam("handlers", type_=ARRAY(TEXT)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,40 +156,96 @@ class DispatchResult:
     events: int
     deliveries: int
     promoted: int = 0
+    claimed: list[Claimed] = field(default_factory=list)
 
 
-async def dispatch_batch(session: AsyncSession, *, limit: int) -> DispatchResult | None:
-    """Fan out up to `limit` committed events; None when another worker is dispatching."""
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Lease up to `limit` of the ready deliveries a dispatch creates, for `owner`."""
+
+    owner: str
+    limit: int
+    kinds: Sequence[str]
+    handlers: Sequence[str]
+    settings: Settings
+
+
+async def dispatch_batch(
+    session: AsyncSession, *, limit: int, origin: str = "d", claim: ClaimRequest | None = None
+) -> DispatchResult | None:
+    """Fan out up to `limit` committed events; None when another worker is dispatching.
+
+    With `claim`, the ready deliveries it creates are leased to `claim.owner` in the same
+    statement (as a claim would, with caps and breakers respected) and returned. New
+    deliveries are announced on commit with `origin` as the payload, so a worker that
+    claims in the same transaction can ignore its own announcement."""
     got = (
         await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DISPATCH_LOCK})
     ).scalar_one()
     if not got:
         return None
-    row = (await session.execute(_DISPATCH, {"limit": limit})).one()
-    types: list[str] = list(row.types)
+    if claim is not None and claim.limit > 0:
+        # Leasing here counts against caps and half-open probes like a claim does.
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+    settings = claim.settings if claim is not None else None
+    rows = (
+        await session.execute(
+            _DISPATCH,
+            {
+                "limit": limit,
+                "claim": claim.limit if claim is not None else 0,
+                "owner": claim.owner if claim is not None else None,
+                "lease": settings.delivery_lease_seconds if settings else 0,
+                "kinds": list(claim.kinds) if claim is not None else [],
+                "handlers": list(claim.handlers) if claim is not None else [],
+                "default_cap": settings.delivery_max_in_flight_per_endpoint if settings else 0,
+                "handler_cap": settings.delivery_concurrency if settings else 0,
+            },
+        )
+    ).all()
+    head = rows[0]
+    types: list[str] = list(head.types)
     for event_type in types:
         metrics.EVENTS_WRITTEN.labels(event_type).inc()
-    if row.deliveries or row.promoted:
-        await session.execute(text("SELECT pg_notify('tradeflow_work', 'd')"))
+    if head.deliveries or head.promoted:
+        await session.execute(text("SELECT pg_notify('tradeflow_work', :o)"), {"o": origin})
+    claimed = [_claimed(r, takeover=False) for r in rows if r.id is not None]
     return DispatchResult(
-        events=len(types), deliveries=int(row.deliveries), promoted=int(row.promoted)
+        events=len(types),
+        deliveries=int(head.deliveries),
+        promoted=int(head.promoted),
+        claimed=claimed,
+    )
+
+
+def _claimed(r: Any, *, takeover: bool) -> Claimed:
+    return Claimed(
+        delivery_id=r.id,
+        token=r.claims,
+        attempt=r.attempts + 1,
+        subscriber_id=r.subscriber_id,
+        subscriber_kind=r.kind,
+        subscriber_name=r.name,
+        takeover=takeover,
+        event=DeliveredEvent(
+            id=r.event_id,
+            tenant_id=r.tenant_id,
+            type=r.type,
+            version=r.version,
+            aggregate_type=r.aggregate_type,
+            aggregate_id=r.aggregate_id,
+            sequence=r.sequence,
+            occurred_at=r.occurred_at,
+            payload=r.payload,
+        ),
     )
 
 
 _CLAIM = text(
     """
-    WITH subs AS (
-      SELECT s.id, s.kind, s.name,
-             CASE WHEN s.breaker_state = 'open' THEN 1
-                  WHEN s.kind = 'handler' THEN coalesce(s.max_in_flight, :handler_cap)
-                  ELSE coalesce(s.max_in_flight, :default_cap) END
-             - (SELECT count(*) FROM deliveries f
-                WHERE f.subscriber_id = s.id AND f.leased_until > now()) AS room
-      FROM subscribers s
-      WHERE s.enabled AND NOT s.paused
-        AND s.kind = ANY(:kinds)
-        AND (s.kind <> 'handler' OR s.name = ANY(:handlers))
-        AND (s.breaker_state = 'closed' OR s.breaker_open_until <= now())
+    WITH subs AS ("""  # noqa: S608 — a constant fragment, no input
+    + _ROOM
+    + """
     ), picked AS (
       SELECT c.id, c.event_id, subs.kind, subs.name, c.takeover, c.next_attempt_at
       FROM subs
@@ -164,7 +275,11 @@ _CLAIM = text(
     UPDATE deliveries d
     SET leased_until = now() + make_interval(secs => :lease),
         lease_owner = :owner,
-        claims = d.claims + 1
+        claims = d.claims + 1,
+        -- A takeover means the previous attempt ended without a result (its worker died):
+        -- it counts against the retry budget, so a message that kills its workers
+        -- eventually becomes a dead letter instead of being retried forever.
+        attempts = d.attempts + CASE WHEN picked.takeover THEN 1 ELSE 0 END
     FROM picked JOIN events e ON e.id = picked.event_id
     WHERE d.id = picked.id
     RETURNING d.id, d.claims, d.attempts, d.subscriber_id, picked.kind, picked.name,
@@ -199,29 +314,7 @@ async def claim_batch(
             },
         )
     ).all()
-    claimed = [
-        Claimed(
-            delivery_id=r.id,
-            token=r.claims,
-            attempt=r.attempts + 1,
-            subscriber_id=r.subscriber_id,
-            subscriber_kind=r.kind,
-            subscriber_name=r.name,
-            takeover=r.takeover,
-            event=DeliveredEvent(
-                id=r.event_id,
-                tenant_id=r.tenant_id,
-                type=r.type,
-                version=r.version,
-                aggregate_type=r.aggregate_type,
-                aggregate_id=r.aggregate_id,
-                sequence=r.sequence,
-                occurred_at=r.occurred_at,
-                payload=r.payload,
-            ),
-        )
-        for r in rows
-    ]
+    claimed = [_claimed(r, takeover=r.takeover) for r in rows]
     takeovers = sum(1 for c in claimed if c.takeover)
     if takeovers:
         metrics.LEASE_TAKEOVERS.inc(takeovers)

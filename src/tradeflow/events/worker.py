@@ -166,34 +166,58 @@ class DeliveryWorker:
                 await self._wait(stop, self.settings.delivery_poll_seconds)
 
     async def cycle(self) -> bool:
-        """One pass: dispatch, then claim and start work. True if more may be waiting."""
-        progressed = False
+        """One pass: dispatch, then claim and start work. True if more may be waiting.
+
+        Dispatch and claim share one transaction (one commit, one pool checkout): the
+        claim sees the deliveries the dispatch just created or promoted, so a new event
+        reaches its attempt without a second round of wake-up, claim and commit.
+        """
+        limit = max(self.settings.delivery_batch_size * 5, 500)
+        free = self.settings.delivery_concurrency - len(self._in_flight)
+        want = min(free, self.settings.delivery_batch_size)
+        claimed: list[Claimed] = []
+        abandoned: list[completion.Completion] = []
+        leased_at = time.monotonic()
+        claiming = want > 0 and not self._draining
+        kinds, handlers = list(self.transports), list(HANDLERS)
         async with self.db.system_session() as session:
             dispatched = await engine.dispatch_batch(
-                session, limit=max(self.settings.delivery_batch_size * 5, 500)
-            )
-            await session.commit()
-        if dispatched is not None and dispatched.events:
-            progressed = dispatched.events >= max(self.settings.delivery_batch_size * 5, 500)
-        free = self.settings.delivery_concurrency - len(self._in_flight)
-        if free <= 0 or self._draining:
-            return progressed
-        want = min(free, self.settings.delivery_batch_size)
-        leased_at = time.monotonic()
-        async with self.db.system_session() as session:
-            claimed = await engine.claim_batch(
                 session,
-                owner=self.name,
-                limit=want,
-                kinds=list(self.transports),
-                handlers=list(HANDLERS),
-                settings=self.settings,
+                limit=limit,
+                origin=self.name,
+                claim=engine.ClaimRequest(self.name, want, kinds, handlers, self.settings)
+                if claiming
+                else None,
             )
+            if dispatched is not None:
+                claimed = dispatched.claimed
+            if claiming and len(claimed) < want:
+                # Retries, promoted successors and other workers' leftovers.
+                claimed += await engine.claim_batch(
+                    session,
+                    owner=self.name,
+                    limit=want - len(claimed),
+                    kinds=kinds,
+                    handlers=handlers,
+                    settings=self.settings,
+                )
+                abandoned = await completion.abandoned_beyond_budget(
+                    session, claimed, settings=self.settings, worker=self.name
+                )
             await session.commit()
+        progressed = dispatched is not None and dispatched.events >= limit
+        if want <= 0 or self._draining:
+            return progressed
+        if abandoned:
+            dead = {c.item.delivery_id for c in abandoned}
+            claimed = [c for c in claimed if c.delivery_id not in dead]
+            self._results.extend(abandoned)
+            self._results_ready.set()
         if claimed:
             await self._start(claimed, leased_at)
-        more = bool(dispatched and (dispatched.deliveries or dispatched.promoted))
-        return progressed or len(claimed) >= want or more
+        # The claim saw whatever this dispatch created or promoted: only a full claim
+        # (or a full dispatch) means more may be waiting right now.
+        return progressed or len(claimed) + len(abandoned) >= want
 
     async def _start(self, claimed: list[Claimed], leased_at: float) -> None:
         by_kind: dict[str, list[Claimed]] = {}
@@ -297,8 +321,10 @@ class DeliveryWorker:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
 
-    def _notified(self, *_: object) -> None:
-        self._wake.set()
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        # Our own dispatch's announcement: that pass already claimed what it could.
+        if payload != self.name:
+            self._wake.set()
 
     async def _refresh_gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -28,18 +28,26 @@ def secret_bytes(secret: str) -> bytes:
     return base64.b64decode(raw)
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One `v1,<base64>` signature of `body` for message `msg_id` sent at `timestamp`."""
-    to_sign = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_bytes(secret), to_sign, hashlib.sha256).digest()
+def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One `v1,<base64>` signature of `body` for message `msg_id` sent at `timestamp`.
+
+    `secret` is the `whsec_…` string or its already decoded key bytes (`secret_bytes`),
+    which a sender keeps so it does not decode the secret for every message."""
+    key = secret if isinstance(secret, bytes) else secret_bytes(secret)
+    to_sign = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+    digest = hmac.new(key, to_sign, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signature_header(secrets_: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+def signature_header(
+    secrets_: Sequence[str | bytes], msg_id: str, timestamp: int, body: bytes
+) -> str:
     return " ".join(sign(s, msg_id, timestamp, body) for s in secrets_)
 
 
-def headers(secrets_: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def headers(
+    secrets_: Sequence[str | bytes], msg_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),

@@ -22,6 +22,7 @@ from datetime import UTC
 
 import aiohttp
 from sqlalchemy import select
+from yarl import URL
 
 from tradeflow.events.registry import (
     AttemptResult,
@@ -74,10 +75,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - utcnow()).total_seconds())
 
 
+# How long a loaded endpoint (URL, decrypted signing keys) is reused across batches. A
+# rotation keeps the previous secret valid for its overlap window, and an edited URL or
+# a deleted endpoint is picked up within this many seconds.
+TARGET_TTL_SECONDS = 2.0
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
-    url: str
-    secrets: tuple[str, ...]
+    url: URL  # parsed once, not for every request
+    keys: tuple[bytes, ...]  # decoded secrets, newest first
+    loaded_at: float
 
 
 class WebhookTransport:
@@ -116,9 +124,18 @@ class WebhookTransport:
         return plain
 
     async def prepare(self, items: Sequence[Claimed]) -> None:
-        """Load URL and secrets of the batch's endpoints (a rotation takes effect next batch)."""
-        ids = list({i.subscriber_id for i in items})
+        """Load URL and secrets of the batch's endpoints not loaded in the last
+        `TARGET_TTL_SECONDS` (so a steady stream of small batches costs no query each)."""
+        fresh_after = time.monotonic() - TARGET_TTL_SECONDS
+        ids = [
+            sid
+            for sid in {i.subscriber_id for i in items}
+            if (t := self._targets.get(sid)) is None or t.loaded_at < fresh_after
+        ]
+        if not ids:
+            return
         now = utcnow()
+        loaded_at = time.monotonic()
         async with self._db.system_session() as session:
             rows = (
                 (await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(ids))))
@@ -133,14 +150,17 @@ class WebhookTransport:
                 and row.previous_secret_expires_at > now
             ):
                 secrets.append(self._decrypt(row.id, row.previous_secret_ciphertext))
-            self._targets[row.id] = _Target(row.url, tuple(secrets))
+            keys = tuple(signing.secret_bytes(s) for s in secrets)
+            self._targets[row.id] = _Target(URL(row.url), keys, loaded_at)
+        for gone in set(ids) - {row.id for row in rows}:
+            self._targets.pop(gone, None)
 
     async def deliver(self, item: Claimed) -> AttemptResult:
         target = self._targets.get(item.subscriber_id)
         if target is None:
             return AttemptResult(outcome="failure", error="webhook endpoint no longer exists")
         body = message_body(item.event)
-        headers = signing.headers(target.secrets, str(item.event.id), int(time.time()), body)
+        headers = signing.headers(target.keys, str(item.event.id), int(time.time()), body)
         started = utcnow()
         try:
             async with self._client().post(

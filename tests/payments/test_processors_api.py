@@ -136,3 +136,48 @@ async def test_only_owners_and_admins_change_processors(
     assert "tenant:write" in r.json()["detail"]
     buyer = await buyer_headers(client, world, await make_buyer(world))
     assert (await client.get("/v1/processors", headers=buyer)).status_code == 403
+
+
+async def test_private_processor_addresses_are_refused_unless_allowed(
+    settings: Any, rolled_back: Database, keyring: Keyring, world: World
+) -> None:
+    from httpx import ASGITransport
+
+    from tradeflow.app import create_app
+
+    strict = settings.model_copy(update={"webhooks_allow_private": False})
+    app = create_app(strict, rolled_back, keyring=keyring)
+    secrets = {"account_id": "acct_x", "api_key": "sk_sandbox_x", "webhook_secret": "whsec_eA=="}
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+        for url in (
+            "http://127.0.0.1:8100",
+            "http://10.1.2.3",
+            "http://169.254.169.254",
+            "http://[::1]:8100",
+            "http://localhost:8100",
+        ):
+            r = await c.put(
+                "/v1/processors/sandbox",
+                json={"config": {"base_url": url, **secrets}},
+                headers=world.staff,
+            )
+            assert r.status_code == 422, (url, r.text)
+            assert r.json()["type"].endswith("/invalid-processor-config")
+            assert [e["field"] for e in r.json()["errors"]] == ["config.base_url"]
+        assert (
+            await rows(
+                rolled_back,
+                "SELECT 1 FROM processor_configs WHERE tenant_id = :t",
+                t=world.tenant_id,
+            )
+            == []
+        )
+        public = await c.put(
+            "/v1/processors/sandbox",
+            json={"config": {"base_url": "https://sandbox.example.com", **secrets}},
+            headers=world.staff,
+        )
+        assert public.status_code == 200, public.text
+    # The test settings allow private addresses (the sandbox listens on 127.0.0.1), as an
+    # operator can with TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE=true.
+    assert settings.webhooks_allow_private

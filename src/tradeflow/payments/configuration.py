@@ -67,8 +67,14 @@ async def configure(
     tenant_id: uuid.UUID,
     name: str,
     body: ProcessorConfigIn,
+    allow_private: bool = False,
 ) -> ProcessorConfigRow:
-    """Create or replace the tenant's configuration of processor `name`."""
+    """Create or replace the tenant's configuration of processor `name`.
+
+    Addresses the plugin will call (`Processor.target_urls`) follow the webhooks' SSRF
+    rule: no private, loopback or link-local targets unless `allow_private` (the
+    operator's `TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE`).
+    """
     cls = processor_class(name)
     repo = PaymentsRepository(session, tenant_id)
     row = await repo.config(name)
@@ -92,6 +98,7 @@ async def configure(
             + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
             errors=errors,
         ) from exc
+    check_targets(cls, config, allow_private=allow_private)
     settings = config.model_dump(mode="json", exclude=set(secret_names))
     secrets: dict[str, str] = {}
     for field_name in secret_names:
@@ -117,6 +124,22 @@ async def configure(
         ) from exc
     await session.refresh(row)
     return row
+
+
+def check_targets(cls: type[Processor], config: ProcessorConfig, *, allow_private: bool) -> None:
+    """Refuse a config that points Tradeflow at an address it must not call (→ 422)."""
+    from tradeflow.webhooks.ssrf import InvalidWebhookUrl, validate_url
+
+    errors = []
+    for field_name, url in cls.target_urls(config).items():
+        try:
+            validate_url(url, allow_private=allow_private)
+        except InvalidWebhookUrl as exc:
+            errors.append({"field": f"config.{field_name}", "message": exc.detail, "type": "ssrf"})
+    if errors:
+        raise InvalidProcessorConfig(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        )
 
 
 async def usable(

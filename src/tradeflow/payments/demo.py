@@ -64,6 +64,7 @@ async def seed_demo_payments(
         tenant_id=tenant_id,
         name="sandbox",
         body=ProcessorConfigIn(enabled=True, config={"base_url": sandbox.api_url, **keys}),
+        allow_private=True,  # the demo's own sandbox, on 127.0.0.1 by construction
     )
     return {
         "processor": "sandbox",

@@ -338,11 +338,19 @@ async def configure_processor(
 
     `config` is validated against the plugin's `config_schema`. Secret fields are
     write-only and encrypted at rest: they are never returned, and leaving one out keeps
-    the stored value. Needs `tenant:write` and `payments:write` (owner, admin).
+    the stored value. URLs Tradeflow will call (the sandbox's `base_url`) must not be
+    private, loopback or link-local addresses unless the operator allows them
+    (`TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE`): 422 naming the field. Needs `tenant:write` and
+    `payments:write` (owner, admin).
     """
     _staff(principal, "configure processors")
     row = await configuration.configure(
-        session, request.app.state.keyring, tenant_id=principal.tenant_id, name=name, body=body
+        session,
+        request.app.state.keyring,
+        tenant_id=principal.tenant_id,
+        name=name,
+        body=body,
+        allow_private=request.app.state.settings.webhooks_allow_private,
     )
     return configuration.view(name, row, base_url=request.app.state.settings.base_url)
 

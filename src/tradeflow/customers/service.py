@@ -176,13 +176,12 @@ def _validated(model: type[CustomerPatch] | type[CustomerIn], fields: dict[str, 
 
 async def apply_external_changes(
     session: AsyncSession, customer_id: uuid.UUID, fields: dict[str, Any]
-) -> CustomerView:
+) -> None:
     """Take over field values a connected system holds (the integrations pull side): the same
     validation, version bump and `customer.updated` event as an edit through the API.
     `InvalidCustomerFields` (422) when a value is not acceptable."""
     tenant_id = await tenant_of(session)
     await update_customer(session, tenant_id, customer_id, _validated(CustomerPatch, fields))
-    return await get_customer(session, customer_id)
 
 
 async def create_from_external(session: AsyncSession, fields: dict[str, Any]) -> CustomerView:

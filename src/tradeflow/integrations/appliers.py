@@ -40,7 +40,15 @@ class Applier(Protocol):
 
     async def load(self, session: AsyncSession, our_id: str) -> dict[str, Any]: ...
 
-    async def apply(self, session: AsyncSession, our_id: str, fields: dict[str, Any]) -> None: ...
+    async def apply(
+        self,
+        session: AsyncSession,
+        our_id: str,
+        fields: dict[str, Any],
+        *,
+        current: dict[str, Any] | None = None,
+    ) -> None:
+        """Write `fields` (our document's names); `current` is the document if already loaded."""
 
     async def create(self, session: AsyncSession, fields: dict[str, Any]) -> str | None: ...
 
@@ -78,10 +86,18 @@ class CustomerApplier:
                     raise InvalidChange(f"credit_limit: {exc}") from exc
         return patch
 
-    async def apply(self, session: AsyncSession, our_id: str, fields: dict[str, Any]) -> None:
+    async def apply(
+        self,
+        session: AsyncSession,
+        our_id: str,
+        fields: dict[str, Any],
+        *,
+        current: dict[str, Any] | None = None,
+    ) -> None:
         customer_id = uuid.UUID(our_id)
-        current = await customers.get_customer(session, customer_id)
-        patch = self._patch(fields, current.currency)
+        if current is None:
+            current = await self.load(session, our_id)
+        patch = self._patch(fields, str(current["currency"]))
         try:
             await customers.apply_external_changes(session, customer_id, patch)
         except ProblemError as exc:
@@ -104,7 +120,14 @@ class InvoiceApplier:
     async def load(self, session: AsyncSession, our_id: str) -> dict[str, Any]:
         return await documents.invoice_document(session, uuid.UUID(our_id))
 
-    async def apply(self, session: AsyncSession, our_id: str, fields: dict[str, Any]) -> None:
+    async def apply(
+        self,
+        session: AsyncSession,
+        our_id: str,
+        fields: dict[str, Any],
+        *,
+        current: dict[str, Any] | None = None,
+    ) -> None:
         if fields:
             raise InvalidChange("invoices are not changed from outside")
 

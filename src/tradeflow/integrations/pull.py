@@ -325,9 +325,10 @@ class ChangePuller:
         applier: Any,
     ) -> str:
         kind = change.object_type
-        ours = self.connector.map_out(kind, await applier.load(session, ref.our_id))
+        document = await applier.load(session, ref.our_id)
+        ours = self.connector.map_out(kind, document)
         theirs = {name: change.fields[name] for name in ours if name in change.fields}
-        conflict = await repo.open_conflict(ref.id)
+        conflict = await repo.open_conflict(ref.id) if ref.state == "conflict" else None
         held = frozenset(f["field"] for f in conflict.fields) if conflict else frozenset()
         plan = plan_pull(
             ours=ours,
@@ -361,7 +362,7 @@ class ChangePuller:
             local[our_field] = value
             taken[name] = value
         if local:
-            await applier.apply(session, ref.our_id, local)
+            await applier.apply(session, ref.our_id, local, current=document)
         # Both sides now hold the values taken over: they are the new base of the merge.
         # Fields not taken over keep their base, so the push side still sees who changed what.
         last_ours = dict(ref.last_ours or {})

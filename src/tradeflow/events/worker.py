@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.events import completion, engine, metrics
+from tradeflow.events.pinned import PinnedSession
 from tradeflow.events.registry import (
     HANDLERS,
     TRANSPORTS,
@@ -88,6 +89,9 @@ class DeliveryWorker:
         self._in_flight: dict[uuid.UUID, tuple[asyncio.Task[None], Claimed]] = {}
         self._draining = False
         self._failures = 0
+        # The loop and the completion writer each keep a connection (see `pinned`).
+        self._cycle_db = PinnedSession(db)
+        self._flush_db = PinnedSession(db)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -146,6 +150,8 @@ class DeliveryWorker:
         for transport in self.transports.values():
             with contextlib.suppress(Exception):
                 await transport.close()
+        await self._cycle_db.close()
+        await self._flush_db.close()
 
     # -- the loop -------------------------------------------------------------------------------
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -180,7 +186,7 @@ class DeliveryWorker:
         leased_at = time.monotonic()
         claiming = want > 0 and not self._draining
         kinds, handlers = list(self.transports), list(HANDLERS)
-        async with self.db.system_session() as session:
+        async with self._cycle_db.session() as session:
             dispatched = await engine.dispatch_batch(
                 session,
                 limit=limit,
@@ -282,7 +288,7 @@ class DeliveryWorker:
             return
         batch, self._results = self._results, []
         try:
-            async with self.db.system_session() as session:
+            async with self._flush_db.session() as session:
                 await completion.complete_batch(
                     session,
                     batch,

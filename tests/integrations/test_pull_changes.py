@@ -571,3 +571,41 @@ async def test_our_own_unanswered_create_is_never_created_again_from_the_feed(
     assert result.counts["ignored"] == 1
     count = "SELECT count(*) FROM customers WHERE tenant_id = :t"
     assert await scalar(setup.db, count, t=setup.tenant_id) == 1
+
+
+class Interrupted(RestErpConnector):
+    """Killed (cancelled) while reading its second page."""
+
+    pages = 0
+
+    async def pull_changes(self, cursor: str | None) -> ChangeBatch:
+        self.pages += 1
+        if self.pages == 2:
+            raise asyncio.CancelledError
+        return await super().pull_changes(cursor)
+
+
+async def test_an_interrupted_pull_keeps_what_it_applied_and_the_next_one_continues(
+    committed: Database, keyring: Keyring, calm_erp: FakeErp, tenant: uuid.UUID
+) -> None:
+    async with _setup(committed, keyring, calm_erp, tenant, pull_page_size=2) as setup:
+        ids = [await setup.customer(name=f"Customer {i}") for i in range(4)]
+        external = [await setup.push(i) for i in ids]
+        await setup.drain()
+        cursor = (await setup.state()).cursor
+        for n, ext in enumerate(external):
+            calm_erp.user_edit("customers", ext, tax_id=f"CUT-{n}")
+
+        connector = Interrupted(setup.sync.connector.config)
+        with pytest.raises(asyncio.CancelledError):
+            await pull.ChangePuller(committed, tenant, setup.instance.id, connector).run()
+        await connector.close()
+
+        state = await setup.state()
+        assert state.running_until is None  # the lease is given back
+        assert state.last_error == "interrupted"
+        assert state.cursor != cursor  # the first page was applied, and only it
+        assert [(await setup.view(i)).tax_id for i in ids] == ["CUT-0", "CUT-1", None, None]
+        result = await setup.pull()
+        assert result.counts["applied"] == 2
+        assert [(await setup.view(i)).tax_id for i in ids] == [f"CUT-{n}" for n in range(4)]

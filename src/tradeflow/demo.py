@@ -319,21 +319,34 @@ async def seed_demo_books(
 async def post_start(settings: Settings) -> None:
     """`tradeflow up --demo`, once the API, worker and sandbox run: the demo orders, paid.
 
-    Reads the credentials `seed_demo` wrote. Any failure is the caller's to log; the
-    platform keeps running without the orders.
+    Reads the credentials `seed_demo` wrote. A failure is told on the console and raised
+    for the caller to log; the platform keeps running without the orders.
     """
+    from rich.console import Console
+    from rich.markup import escape
+
     from tradeflow.runtime import local_api_url
 
+    console = Console(stderr=True)
     creds = _read(credentials_path(settings))
-    if not creds.get("api_key"):
-        raise DemoBooksError(f"no demo API key in {credentials_path(settings)}")
-    async with httpx.AsyncClient(
-        base_url=local_api_url(settings),
-        headers={"Authorization": f"Bearer {creds['api_key']}"},
-        timeout=30,
-    ) as client:
-        statuses = await seed_demo_books(client, creds)
+    try:
+        if not creds.get("api_key"):
+            raise DemoBooksError(f"no demo API key in {credentials_path(settings)}")
+        async with httpx.AsyncClient(
+            base_url=local_api_url(settings),
+            headers={"Authorization": f"Bearer {creds['api_key']}"},
+            timeout=30,
+        ) as client:
+            statuses = await seed_demo_books(client, creds)
+    except Exception as exc:
+        console.print(f"[bold red]demo orders not booked[/]: {escape(str(exc))}", soft_wrap=True)
+        raise
     log.info("demo_books_ready", orders=statuses, beancount_file=creds.get("beancount_file"))
+    booked = ", ".join(f"{ref} {status}" for ref, status in statuses.items())
+    console.print(
+        f"[green]demo orders[/] {booked}; journal in {creds.get('beancount_file')}",
+        soft_wrap=True,
+    )
 
 
 def post_start_tasks(

@@ -106,6 +106,15 @@ def await_books(instance: Instance, timeout: float) -> None:
     pytest.fail(f"demo books not complete within {timeout}s: {missing}\n{instance.output()}")
 
 
+def await_log(instance: Instance, text: str) -> None:
+    """Until the process has written `text` (the demo step told its outcome)."""
+    deadline = time.monotonic() + BOOKS_TIMEOUT
+    while text not in (log := instance.log.read_text(errors="replace")):
+        assert "demo_books_failed" not in log, instance.output()
+        assert time.monotonic() < deadline, f"no {text!r} in the output:\n{instance.output()}"
+        time.sleep(0.3)
+
+
 def test_demo_books_orders_invoiced_and_paid_once(home: Path) -> None:
     first = start(home, free_port())
     try:
@@ -131,6 +140,8 @@ def test_demo_books_orders_invoiced_and_paid_once(home: Path) -> None:
         assert errors == [], errors
         transactions = [e for e in loaded if isinstance(e, data.Transaction)]
         assert len(transactions) == len(entries), (len(transactions), len(entries))
+        told = "demo orders DEMO-1 paid, DEMO-2 paid, DEMO-3 paid; journal in "
+        await_log(first, told + creds["beancount_file"])
         assert stop(first) == 0, first.output()
     finally:
         kill_leftovers(first)
@@ -139,11 +150,7 @@ def test_demo_books_orders_invoiced_and_paid_once(home: Path) -> None:
     again = start(home, free_port())
     try:
         await_ready(again, time.monotonic() + READY_TIMEOUT)
-        deadline = time.monotonic() + BOOKS_TIMEOUT
-        while "demo_books_ready" not in (log := again.log.read_text(errors="replace")):
-            assert "demo_books_failed" not in log, again.output()
-            assert time.monotonic() < deadline, f"no demo_books_ready:\n{again.output()}"
-            time.sleep(0.3)
+        await_log(again, "demo_books_ready")
         missing, summary = books_state(again)
         assert missing == [], summary
         with api(again) as client:

@@ -35,6 +35,7 @@ class OneC:
         self.url = f"/v1/connectors/{connector_id}/commerceml/exchange"
         self.auth = (login, password)
         self.cookie: tuple[str, str] | None = None
+        self.steps = 0  # `mode=import` calls the last file took
 
     async def call(
         self, method: str = "GET", content: bytes | None = None, **params: str
@@ -76,6 +77,10 @@ class OneC:
         for name, body in files:
             await self.upload(name, body, chunk=chunk)
             r = await self.call(type="catalog", mode="import", filename=name)
+            self.steps = 1
+            while r.text.startswith("progress"):  # as 1C does: ask again until it is done
+                r = await self.call(type="catalog", mode="import", filename=name)
+                self.steps += 1
             answers.append(r.text)
         return answers
 

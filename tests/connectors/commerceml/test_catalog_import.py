@@ -212,3 +212,26 @@ async def test_import_may_be_told_not_to_create_products(
     ]
     assert len(problems) == 4
     assert all(p["reason"] for p in problems)
+
+
+async def test_a_large_file_is_imported_in_steps_answered_with_progress(
+    client: AsyncClient, rolled_back: Database
+) -> None:
+    from connectors.commerceml.conftest import make_shop
+
+    shop = await make_shop(client, rolled_back, rows_per_step=2)
+    one_c = OneC(client, shop.connector_id)
+    assert await one_c.exchange_catalog(FILES[0]) == ["success"]
+    assert one_c.steps == 2  # 3 products, 2 per step
+    assert await one_c.exchange_catalog(FILES[1]) == ["success"]
+    assert one_c.steps == 3  # 6 offers
+    audit = await exchanges(client, shop.seller, shop.connector_id)
+    assert [(e["filename"], e["status"]) for e in audit] == [
+        ("import.xml", "success"),
+        ("offers.xml", "success"),
+    ]
+    assert audit[0]["counts"]["products_created"] == 3
+    assert len(audit[0]["problems"]) == 1
+    assert audit[1]["counts"]["prices_changed"] == 6
+    assert len(audit[1]["problems"]) == 2
+    assert await _price(client, shop, shop.wholesale_customer, "TS-BLUE-L") == 45550

@@ -83,6 +83,13 @@ class CommerceMLConfig(ConnectorConfig):
         default_factory=lambda: list(DEFAULT_EXPORT),
         description="Order states sent to 1C.",
     )
+    rows_per_step: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Rows (products, offers) one `mode=import` request applies; a larger file "
+        "answers `progress` and 1C calls again for the rest.",
+    )
     orders_per_query: int = Field(default=500, ge=1, le=5000)
     session_minutes: int = Field(default=60, ge=1, le=24 * 60)
 

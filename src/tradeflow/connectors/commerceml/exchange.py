@@ -3,7 +3,8 @@
     GET  …?type=catalog|sale&mode=checkauth   HTTP Basic → "success\\n<cookie>\\n<value>"
     GET  …?type=…&mode=init                    → "zip=no\\nfile_limit=<bytes>"
     POST …?type=catalog&mode=file&filename=F   a chunk of F (appended) → "success"
-    GET  …?type=catalog&mode=import&filename=F F applied to the catalog → "success" / "failure\\n…"
+    GET  …?type=catalog&mode=import&filename=F F applied to the catalog → "success",
+                                               "progress\\n…" (call again), "failure\\n…"
     GET  …?type=sale&mode=query                → orders as a CommerceML document (XML)
     GET  …?type=sale&mode=success              the last query acknowledged → "success"
     POST …?type=sale&mode=file&filename=F      1C's order changes: recorded, not applied
@@ -31,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.connectors.commerceml import cml, export
 from tradeflow.connectors.commerceml.connector import CommerceMLConfig
-from tradeflow.connectors.commerceml.importer import CatalogImport
+from tradeflow.connectors.commerceml.importer import MAX_PROBLEMS, CatalogImport
 from tradeflow.connectors.commerceml.models import Exchange, ExchangeSession, Upload
 from tradeflow.connectors.commerceml.repository import CommerceMLRepository
 from tradeflow.db import Database
@@ -154,9 +155,13 @@ async def run_import(
     source: str,
     session_id: uuid.UUID | None = None,
     progress: Callable[[int], Callable[[], None]] | None = None,
+    step_rows: int | None = None,
+    resume: uuid.UUID | None = None,
 ) -> Exchange:
-    """Apply one catalog/offers file: all of it in one transaction, bad rows undone alone;
-    a file that cannot be read changes nothing. The audit row is written either way."""
+    """Apply a catalog/offers file, bad rows undone alone; a file that cannot be read changes
+    nothing. With `step_rows`, one step of that many rows (its own transaction) is applied
+    and the audit row stays `running` (continue with `resume`) until the last one; without,
+    the whole file in one transaction. The audit row is written either way."""
     tenant_id = target.tenant_id
     error: str | None = None
     if len(data) > target.config.max_file_bytes:
@@ -169,40 +174,53 @@ async def run_import(
     if error is None:
         try:
             async with db.tenant_session(tenant_id) as session:
-                rows = len(parsed.products) + len(parsed.offers)
+                repo = CommerceMLRepository(session, tenant_id)
+                row = await repo.exchange(resume) if resume is not None else None
+                if row is None:
+                    row = await _audit(
+                        session,
+                        target,
+                        session_id=session_id,
+                        exchange_type="catalog",
+                        mode="import",
+                        source=source,
+                        status="running",
+                        filename=filename,
+                        data=data,
+                    )
+                total = len(parsed.products) + len(parsed.offers)
+                start = row.position
+                stop = total if step_rows is None else min(total, start + step_rows)
                 result = await CatalogImport(
                     session,
                     tenant_id,
                     target.connector_id,
                     target.config,
-                    on_row=progress(rows) if progress is not None else None,
-                ).apply(parsed)
-                row = await _audit(
-                    session,
-                    target,
-                    session_id=session_id,
-                    exchange_type="catalog",
-                    mode="import",
-                    source=source,
-                    status="success",
-                    filename=filename,
-                    data=data,
-                    counts=dict(result.counts),
-                    problems=[{"id": p.id, "reason": p.reason} for p in result.problems],
-                )
-                if session_id is not None:
-                    await CommerceMLRepository(session, tenant_id).drop_uploads(
-                        session_id, filename
-                    )
+                    on_row=progress(stop - start) if progress is not None else None,
+                ).apply(parsed, start=start, stop=stop)
+                counts = dict(row.counts)
+                for name, value in result.counts.items():
+                    counts[name] = counts.get(name, 0) + value
+                row.counts = counts
+                row.problems = (
+                    row.problems + [{"id": p.id, "reason": p.reason} for p in result.problems]
+                )[:MAX_PROBLEMS]
+                row.position = stop
+                if stop >= total:
+                    row.status = "success"
+                    row.finished_at = utcnow()
+                    if session_id is not None:
+                        await repo.drop_uploads(session_id, filename)
                 await session.commit()
             log.info(
                 "commerceml_import",
                 connector_id=str(target.connector_id),
                 filename=filename,
+                rows=f"{start}:{stop} of {total}",
                 counts=dict(result.counts),
             )
             return row
-        except Exception as exc:  # anything unforeseen: nothing of the file stays written
+        except Exception as exc:  # anything unforeseen: nothing of this step stays written
             log.exception("commerceml_import_crashed", connector_id=str(target.connector_id))
             error = f"import failed: {type(exc).__name__}"
     log.warning(
@@ -212,22 +230,26 @@ async def run_import(
         error=error,
     )
     async with db.tenant_session(tenant_id) as session:
-        row = await _audit(
-            session,
-            target,
-            session_id=session_id,
-            exchange_type="catalog",
-            mode="import",
-            source=source,
-            status="failure",
-            filename=filename,
-            data=data,
-            error=error,
-        )
+        repo = CommerceMLRepository(session, tenant_id)
+        failed = await repo.exchange(resume) if resume is not None else None
+        if failed is None:
+            failed = await _audit(
+                session,
+                target,
+                session_id=session_id,
+                exchange_type="catalog",
+                mode="import",
+                source=source,
+                status="failure",
+                filename=filename,
+                data=data,
+                error=error,
+            )
+        failed.status, failed.error, failed.finished_at = "failure", error, utcnow()
         if session_id is not None:
-            await CommerceMLRepository(session, tenant_id).drop_uploads(session_id, filename)
+            await repo.drop_uploads(session_id, filename)
         await session.commit()
-    return row
+    return failed
 
 
 async def query_orders(
@@ -464,7 +486,24 @@ async def _import(
         await session.commit()
     if data is None:
         return failure(f"{name} was not uploaded in this session (mode=file first).")
-    row = await run_import(db, target, data, filename=name, source="http", session_id=current.id)
+    async with db.tenant_session(target.tenant_id) as session:
+        running = await CommerceMLRepository(session, target.tenant_id).running_import(
+            target.connector_id, current.id, name
+        )
+        await session.commit()
+    row = await run_import(
+        db,
+        target,
+        data,
+        filename=name,
+        source="http",
+        session_id=current.id,
+        step_rows=target.config.rows_per_step,
+        resume=running.id if running is not None else None,
+    )
+    if row.status == "running":
+        # 1C calls `mode=import` for the same file again until it hears `success`.
+        return text("progress", f"{name}: {row.position} rows applied")
     if row.status != "success":
         return failure(row.error or "import failed")
     return text("success")

@@ -97,6 +97,25 @@ class CatalogImport:
         self.connector_id = connector_id
         self.config = config
         self.result = ImportResult()
+        # The external-id map as this import sees it: read in bulk up front, kept current as
+        # rows link things, so a row costs no look-up and an unchanged link no write.
+        self.links: dict[tuple[str, str], external_ids.Link | None] = {}
+        self._touched: list[tuple[str, str]] = []
+
+    async def _prefetch(self, object_type: str, ext_ids: list[str]) -> None:
+        wanted = sorted({e for e in ext_ids if (object_type, e) not in self.links})
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            found = await external_ids.links_by_external(
+                self.session, self.tenant_id, self.connector_id, object_type, chunk
+            )
+            for ext_id in chunk:
+                self.links[(object_type, ext_id)] = found.get(ext_id)
+
+    async def _known(self, object_type: str, ext_id: str) -> external_ids.Link | None:
+        if (object_type, ext_id) not in self.links:
+            await self._prefetch(object_type, [ext_id])
+        return self.links[(object_type, ext_id)]
 
     # -- merge by ownership --------------------------------------------------------------------
     def _merge(
@@ -140,15 +159,11 @@ class CatalogImport:
     def _sku_fields(self, name: str, unit: str | None, active: bool) -> dict[str, Any]:
         return {"name": name, "unit": (unit or "each")[:20], "active": active}
 
-    async def _product(self, row: ProductRow, links: dict[str, external_ids.Link]) -> None:
+    async def _product(self, row: ProductRow) -> None:
         incoming = self._product_fields(row)
         sku_incoming = self._sku_fields(row.name, row.unit, not row.deleted)
-        product_link = links.get(row.id)
-        sku_link = (
-            await external_ids.links_by_external(
-                self.session, self.tenant_id, self.connector_id, SKU, [row.id]
-            )
-        ).get(row.id)
+        product_link = await self._known(PRODUCT, row.id)
+        sku_link = await self._known(SKU, row.id)
         product_id: uuid.UUID | None = uuid.UUID(product_link.our_id) if product_link else None
         sku_id: uuid.UUID | None = uuid.UUID(sku_link.our_id) if sku_link else None
         code = sku_code(row.article, row.id)
@@ -232,6 +247,17 @@ class CatalogImport:
         ours: dict[str, Any],
         theirs: dict[str, Any],
     ) -> None:
+        key = (object_type, ext_id)
+        known = self.links.get(key)
+        if (
+            known is not None
+            and known.our_id == str(our_id)
+            and known.last_ours == ours
+            and known.last_theirs == theirs
+        ):
+            return
+        self._touched.append(key)
+        self.links[key] = external_ids.Link(object_type, str(our_id), ext_id, ours, theirs)
         await external_ids.record_link(
             self.session,
             self.tenant_id,
@@ -245,11 +271,7 @@ class CatalogImport:
 
     # -- offers: variants and prices ---------------------------------------------------------------
     async def _offer_sku(self, offer: OfferRow) -> uuid.UUID:
-        link = (
-            await external_ids.links_by_external(
-                self.session, self.tenant_id, self.connector_id, SKU, [offer.id]
-            )
-        ).get(offer.id)
+        link = await self._known(SKU, offer.id)
         variant = offer.variant_id
         if link is not None:
             if variant is not None and offer.name:
@@ -262,11 +284,7 @@ class CatalogImport:
             return uuid.UUID(link.our_id)
         if variant is None:
             raise RowError("unknown product: send import.xml with it before its offers")
-        product = (
-            await external_ids.links_by_external(
-                self.session, self.tenant_id, self.connector_id, PRODUCT, [offer.product_id]
-            )
-        ).get(offer.product_id)
+        product = await self._known(PRODUCT, offer.product_id)
         if product is None:
             raise RowError(f"the variant's product {offer.product_id} is not imported yet")
         code = sku_code(offer.article, variant)
@@ -347,25 +365,27 @@ class CatalogImport:
             wanted.setdefault(list_id, {})[sku_id] = minor
 
     # -- the whole file ----------------------------------------------------------------------------
-    async def apply(self, file: CatalogFile) -> ImportResult:
-        for problem in file.problems:
-            self.result.problem(problem.id, problem.reason)
-        if file.products:
-            links = await external_ids.links_by_external(
-                self.session,
-                self.tenant_id,
-                self.connector_id,
-                PRODUCT,
-                [p.id for p in file.products],
-            )
-            for row in file.products:
-                await self._row(row.id, self._product(row, links))
-        self.result.counts["products"] = len(file.products)
+    async def apply(
+        self, file: CatalogFile, *, start: int = 0, stop: int | None = None
+    ) -> ImportResult:
+        """Apply the file's rows `start:stop` (products first, then offers): a large file is
+        imported in steps, one transaction each, as 1C's `progress` answers allow."""
+        if start == 0:
+            for problem in file.problems:
+                self.result.problem(problem.id, problem.reason)
+        rows = len(file.products)
+        products = file.products[start:stop]
+        offers = file.offers[max(0, start - rows) : None if stop is None else max(0, stop - rows)]
+        await self._prefetch(PRODUCT, [p.id for p in products] + [o.product_id for o in offers])
+        await self._prefetch(SKU, [p.id for p in products] + [o.id for o in offers])
+        for row in products:
+            await self._row(row.id, self._product(row))
+        self.result.counts["products"] = len(products)
         wanted: dict[uuid.UUID, dict[uuid.UUID, int]] = {}
         currencies: dict[uuid.UUID, str | None] = {}
-        for offer in file.offers:
+        for offer in offers:
             await self._row(offer.id, self._offer(file, offer, wanted, currencies))
-        self.result.counts["offers"] = len(file.offers)
+        self.result.counts["offers"] = len(offers)
         for list_id, prices in wanted.items():
             changed = await catalog.set_list_prices(self.session, self.tenant_id, list_id, prices)
             self.result.counts["prices_changed"] += len(changed)
@@ -385,11 +405,14 @@ class CatalogImport:
     async def _row(self, ext_id: str, work: Any) -> None:
         """Run one row in a savepoint: its failure is reported and undone, the rest stands."""
         counted = Counter(self.result.counts)
+        self._touched = []
         try:
             async with self.session.begin_nested():
                 await work
         except (RowError, ValidationError, ProblemError, ValueError) as exc:
             self.result.counts = counted  # what the row did is undone: so are its counts
+            for key in self._touched:  # and its links: read them again if needed
+                self.links.pop(key, None)
             self.result.problem(ext_id, _reason(exc))
         if self.on_row is not None:
             self.on_row()

@@ -79,8 +79,10 @@ class Exchange(IdMixin, TenantMixin, Base):
     filename: Mapped[str | None] = mapped_column(String(300))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64))
-    # success, failure; an order query is `sent` until 1C acknowledges it (`acknowledged`).
+    # success, failure; an import of several steps is `running` until its last; an order
+    # query is `sent` until 1C acknowledges it (`acknowledged`).
     status: Mapped[str] = mapped_column(String(12))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # rows of the file applied
     counts: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
     problems: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     # For an order query: [{"order_id", "version"}] sent, acknowledged by `mode=success`.

@@ -96,6 +96,24 @@ class CommerceMLRepository:
         found: Exchange | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return found
 
+    async def running_import(
+        self, connector_id: uuid.UUID, session_id: uuid.UUID, filename: str
+    ) -> Exchange | None:
+        """The import of `filename` in this session that answered `progress`, if any."""
+        stmt = (
+            self.exchanges_query(connector_id)
+            .where(
+                Exchange.session_id == session_id,
+                Exchange.filename == filename,
+                Exchange.mode == "import",
+                Exchange.status == "running",
+            )
+            .order_by(Exchange.id.desc())
+            .limit(1)
+        )
+        found: Exchange | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
+
     async def last_sent_query(
         self, connector_id: uuid.UUID, session_id: uuid.UUID | None
     ) -> Exchange | None:

@@ -3,7 +3,8 @@
 A run reads, in short transactions, what our side knows — the trial balance,
 the journal entries booking invoices, payments and refunds, and what the
 payments context recorded from the processor — then, outside any
-transaction, asks each enabled connector what it holds, compares, and
+transaction, asks each configured processor for its settlement listing and
+each enabled connector what it holds, compares, and
 records mismatches by kind with a `reconciliation.mismatch` event. A clean
 run records zero.
 
@@ -13,7 +14,12 @@ Kinds (see docs/integrations.md):
 * `ledger_payment_missing` / `ledger_payment_unknown` / `ledger_amount_differs` /
   `ledger_refund_differs` — a processor capture without its journal entry, an
   entry without a capture, different captured amounts, or different refunded
-  amounts;
+  amounts (against what payments heard from the processor through events);
+* `processor_capture_unknown` / `processor_amount_differs` / `processor_refund_differs` /
+  `processor_fee_differs` / `processor_unreadable` — against the processor's own
+  settlement listing (`settlements.compare_processor_books`): a capture the
+  processor made that Tradeflow never heard of, different captured, refunded or
+  fee totals, or a listing that could not be read;
 * `remote_missing` / `remote_duplicate` / `remote_amount_differs` /
   `remote_unknown` — a booked invoice or payment absent at a document
   connector, present more than once, with another amount, or a document we
@@ -58,7 +64,10 @@ from tradeflow.kit.ids import uuid7
 from tradeflow.kit.keyring import Keyring
 from tradeflow.kit.pagination import PageRequest
 from tradeflow.kit.time import utcnow
+from tradeflow.ledger import chart
 from tradeflow.ledger import service as ledger
+from tradeflow.ledger.schemas import EntryOut
+from tradeflow.payments import settlements as processor_books
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +91,8 @@ class Books:
     payments: dict[str, tuple[int, str]] = field(default_factory=dict)
     refunds: dict[str, tuple[int, str]] = field(default_factory=dict)
     refunded_by_payment: dict[str, int] = field(default_factory=dict)
+    payment_fees: dict[str, int] = field(default_factory=dict)  # processor fees booked
+    payment_first_posted: dict[str, datetime] = field(default_factory=dict)
     entry_ids: set[str] = field(default_factory=set)
     recent_entry_ids: set[str] = field(default_factory=set)  # posted inside the grace window
     recent_docs: set[str] = field(default_factory=set)
@@ -124,6 +135,8 @@ async def read_books(db: Database, tenant_id: uuid.UUID, *, cutoff: datetime) ->
                     if entry.reversed_by_entry_id is None:
                         amount, ccy = target.get(key, (0, entry.currency))
                         target[key] = (amount + entry.total_minor, ccy)
+                        if target is books.payments:
+                            _note_payment(books, key, entry)
                         if target is books.refunds and "payment_id" in entry.refs:
                             paid_back = books.refunded_by_payment.get(entry.refs["payment_id"], 0)
                             books.refunded_by_payment[entry.refs["payment_id"]] = (
@@ -136,6 +149,22 @@ async def read_books(db: Database, tenant_id: uuid.UUID, *, cutoff: datetime) ->
             cursor = page.next_cursor
         await session.commit()
     return books
+
+
+_FEES_CODE = next(a.code for a in chart.DEFAULT_CHART if a.key == chart.PROCESSOR_FEES)
+
+
+def _note_payment(books: Books, payment_id: str, entry: EntryOut) -> None:
+    """The processor fee a capture entry booked, and when the payment was first booked."""
+    fee = sum(
+        line.debit_minor - line.credit_minor
+        for line in entry.lines
+        if line.account_code == _FEES_CODE
+    )
+    books.payment_fees[payment_id] = books.payment_fees.get(payment_id, 0) + fee
+    first = books.payment_first_posted.get(payment_id)
+    if first is None or entry.posted_at < first:
+        books.payment_first_posted[payment_id] = entry.posted_at
 
 
 def compare_processor(books: Books, settled: dict[str, settlements.Settlement]) -> list[Mismatch]:
@@ -319,6 +348,8 @@ class Reconciler:
     keyring: Keyring
     tenant_id: uuid.UUID
     grace_seconds: float = 0.0
+    # How far back the processors' own listings are read at each run.
+    settlement_window: timedelta = timedelta(days=90)
 
     async def start(self, trigger: str) -> uuid.UUID:
         async with self.db.tenant_session(self.tenant_id) as session:
@@ -363,6 +394,9 @@ class Reconciler:
             settled = await settlements.processor_settlements(
                 session, self.tenant_id, cutoff=cutoff
             )
+            sources = await processor_books.settlement_sources(
+                session, self.keyring, tenant_id=self.tenant_id
+            )
             repo = IntegrationsRepository(session, self.tenant_id)
             instances = list(await repo.enabled_instances())
             pushed: dict[uuid.UUID, dict[str, set[str]]] = {}
@@ -374,6 +408,14 @@ class Reconciler:
             await session.commit()
         checked["processor_payments"] = len(settled)
         mismatches += compare_processor(books, settled)
+        # The processors' own books, asked outside any transaction.
+        since = utcnow() - self.settlement_window
+        listings = [await processor_books.fetch_settlements(s, since=since) for s in sources]
+        found_there, seen_there = settlements.compare_processor_books(
+            books, settled, listings, since=since, cutoff=cutoff
+        )
+        mismatches += found_there
+        checked.update(seen_there)
         for instance in instances:
             plugin: ConnectorPlugin = service.open_plugin(instance, self.keyring)
             await plugin.open()

@@ -40,9 +40,14 @@ KEPT_BODY_BYTES = 1024
 USER_AGENT = "Tradeflow-Webhooks/1"
 
 
+# One compact encoder for every message: `json.dumps` with non-default separators builds
+# a new encoder per call, a visible share of a worker's CPU per delivery.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def message_body(event: DeliveredEvent) -> bytes:
     """The JSON body: Standard Webhooks' `type`/`timestamp`/`data` plus our envelope fields."""
-    return json.dumps(
+    return _ENCODER.encode(
         {
             "id": str(event.id),
             "type": event.type,
@@ -55,8 +60,7 @@ def message_body(event: DeliveredEvent) -> bytes:
                 "sequence": event.sequence,
             },
             "data": event.payload,
-        },
-        separators=(",", ":"),
+        }
     ).encode()
 
 

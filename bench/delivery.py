@@ -32,10 +32,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
@@ -191,25 +193,58 @@ def spawn_workers(url: str, home: Path, count: int) -> list[subprocess.Popen[byt
         "TRADEFLOW_SCHEDULER_ENABLED": "false",
         "TRADEFLOW_LOG_LEVEL": "warning",
     }
-    if os.environ.get("BENCH_UVLOOP"):
-        cmd = [
-            sys.executable,
-            "-c",
-            "import sys, uvloop; uvloop.install(); "
-            "sys.argv = ['tradeflow', 'worker']; from tradeflow.cli import main; main()",
-        ]
-    else:
+    profile_dir = os.environ.get("BENCH_PROFILE")
+    procs = []
+    for n in range(count):
         cmd = [sys.executable, "-m", "tradeflow", "worker"]
-    return [subprocess.Popen(cmd, env=env) for _ in range(count)]
+        if profile_dir:
+            # A cProfile of each worker, written when it exits on SIGTERM.
+            cmd[1:1] = ["-m", "cProfile", "-o", str(Path(profile_dir) / f"worker{n}.prof")]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return procs
 
 
-async def wait_delivered(conn: Any, endpoint: uuid.UUID, expected: int, timeout: float) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (those that have exited count as 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def postgres_pids(server: Any) -> list[int]:
+    """The embedded server's postmaster and its children (backends, walwriter, ...)."""
+    if server is None:
+        return []
+    pidfile = Path(server.pgdata) / "postmaster.pid"
+    try:
+        master = psutil.Process(int(pidfile.read_text().split()[0]))
+    except (OSError, ValueError, psutil.NoSuchProcess):
+        return []
+    return [master.pid, *(c.pid for c in master.children(recursive=True))]
+
+
+async def wait_delivered(
+    conn: Any,
+    endpoint: uuid.UUID,
+    expected: int,
+    timeout: float,
+    first: Callable[[int], None] | None = None,
+) -> float:
+    """Seconds until `expected` deliveries are delivered; `first(n)` at the first progress."""
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
         n = await conn.fetchval(
             "SELECT count(*) FROM deliveries WHERE subscriber_id = $1 AND status = 'delivered'",
             endpoint,
         )
+        if n and first is not None:
+            first(n)
+            first = None
         if n >= expected:
             return time.perf_counter() - start
         await asyncio.sleep(0.05)
@@ -342,14 +377,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.backlog // 1000):
             await publish(conn, tenant, 1000, per_aggregate=4)
         workers = spawn_workers(url, home, args.workers)
-        elapsed = await wait_delivered(conn, endpoint, args.backlog, timeout=600)
+        # CPU per delivered event — the figure to compare while the machine is shared —
+        # counted from the first delivery on, so the workers' start-up is left out.
+        first: dict[str, Any] = {}
+
+        def on_first(n: int) -> None:
+            first.update(
+                n=n,
+                worker=cpu_seconds([w.pid for w in workers]),
+                pg={pid: cpu_seconds([pid]) for pid in postgres_pids(server)},
+            )
+
+        elapsed = await wait_delivered(conn, endpoint, args.backlog, timeout=600, first=on_first)
         results["drain_per_s"] = round(args.backlog / elapsed)
+        worker_cpu = cpu_seconds([w.pid for w in workers]) - first["worker"]
+        pg_cpu = sum(
+            cpu_seconds([pid]) - first["pg"].get(pid, 0.0) for pid in postgres_pids(server)
+        )
+        counted = args.backlog - first["n"]
+        results["drain_worker_cpu_ms_per_event"] = round(worker_cpu * 1000 / counted, 3)
+        results["drain_postgres_cpu_ms_per_event"] = round(pg_cpu * 1000 / counted, 3)
+        results["load_average"] = [round(x, 2) for x in os.getloadavg()]
 
         # Sustained rates.
         done = args.backlog
         commits: dict[str, float] = {}
         phases: list[tuple[int, list[uuid.UUID]]] = []
         for rate in args.rates:
+            cpu_before = cpu_seconds([w.pid for w in workers])
+            pg_before = {pid: cpu_seconds([pid]) for pid in postgres_pids(server)}
             per_tick = max(1, rate // 100)
             ids: list[uuid.UUID] = []
             start = time.perf_counter()
@@ -369,6 +425,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await wait_delivered(conn, endpoint, done, timeout=300)
             phases.append((rate, ids))
             results[f"rate_{rate}_published_per_s"] = round(achieved)
+            worker_cpu = cpu_seconds([w.pid for w in workers]) - cpu_before
+            pg_cpu = sum(
+                cpu_seconds([pid]) - pg_before.get(pid, 0.0) for pid in postgres_pids(server)
+            )
+            results[f"rate_{rate}_worker_cpu_ms_per_event"] = round(worker_cpu * 1000 / len(ids), 3)
+            results[f"rate_{rate}_postgres_cpu_ms_per_event"] = round(pg_cpu * 1000 / len(ids), 3)
         rows = await conn.fetch(
             "SELECT event_id, extract(epoch FROM delivered_at) AS at FROM deliveries "
             "WHERE subscriber_id = $1",
@@ -393,12 +455,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "delivered_p50_ms": round(pct(to_marked, 50), 1),
             "delivered_p99_ms": round(pct(to_marked, 99), 1),
         }
-    results["pgbench_claim_complete_per_s"] = round(
-        pgbench_ceiling(url, server, tenant, args.seconds, clients=4)
-    )
-    results["drain_ratio_to_ceiling"] = round(
-        results["drain_per_s"] / results["pgbench_claim_complete_per_s"], 3
-    )
+    if not args.no_ceiling:
+        results["pgbench_claim_complete_per_s"] = round(
+            pgbench_ceiling(url, server, tenant, args.seconds, clients=4)
+        )
+        results["drain_ratio_to_ceiling"] = round(
+            results["drain_per_s"] / results["pgbench_claim_complete_per_s"], 3
+        )
     drop_database(server_url, url)
     if server is not None:
         server.cleanup()
@@ -416,6 +479,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
         "--rates", type=lambda v: [int(x) for x in v.split(",")], default=[500, 1000, 2000]
+    )
+    parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the pgbench ceiling (while iterating)"
     )
     args = parser.parse_args()
     results = asyncio.run(run(args))

@@ -27,11 +27,13 @@ from tradeflow.connectors.rest_erp.connector import RestErpConnector
 from tradeflow.customers import service as customers
 from tradeflow.customers.schemas import CustomerIn
 from tradeflow.db import Database
+from tradeflow.events.scheduler import JOBS, JobContext
 from tradeflow.integrations import documents, pull, service
 from tradeflow.integrations.models import ConnectorInstance, ConnectorPull, ExternalRef
 from tradeflow.integrations.plugins import ChangeBatch, DocumentConnector, ObjectType
 from tradeflow.integrations.sync import DocumentSync
 from tradeflow.kit.keyring import Keyring
+from tradeflow.kit.time import utcnow
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "identity"))
 from identity_factories import make_api_key, make_tenant
@@ -422,8 +424,19 @@ async def test_pull_through_the_api_is_queued_and_run_by_the_worker_job(
             assert got["last_counts"]["applied"] == 1
             assert got["last_pull_at"] is not None
             assert (await setup.view(customer_id)).tax_id == "API-1"
-            # Nothing due now: the next run waits for the connector's schedule.
+            # Nothing due now: the next run waits for the connector's own schedule.
+            assert got["next_pull_at"].startswith(f"{utcnow().year + 1}-01-01T00:00:00")
             assert await pull.run_due(committed, keyring) == 0
+
+            # The worker's scheduled job is what runs requested and due pulls.
+            calm_erp.user_edit("customers", external_id, tax_id="API-2")
+            assert (await client.post(f"{url}/pull", headers=headers)).status_code == 202
+            job = JOBS["integrations.pull_changes"]
+            await job.fn(JobContext(fast_settings, committed, job.name, utcnow()))
+            got = (await client.get(url, headers=headers)).json()["status"]["pull"]
+            assert got["requested"] is False
+            assert got["totals"]["applied"] == 2
+            assert (await setup.view(customer_id)).tax_id == "API-2"
 
             await client.post(f"{url}/pause", headers=headers)
             r = await client.post(f"{url}/pull", headers=headers)

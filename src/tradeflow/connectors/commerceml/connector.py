@@ -84,7 +84,7 @@ class CommerceMLConfig(ConnectorConfig):
         description="Order states sent to 1C.",
     )
     rows_per_step: int = Field(
-        default=1000,
+        default=500,
         ge=1,
         le=1_000_000,
         description="Rows (products, offers) one `mode=import` request applies; a larger file "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from events.sink import Sink
@@ -265,17 +266,24 @@ async def test_redirects_are_not_followed(
     )
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
 async def test_ssrf_guard_blocks_private_targets_at_delivery_time(
-    committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring, sink: Sink
+    committed: Database,
+    tenant: uuid.UUID,
+    fast_settings: Settings,
+    keyring: Keyring,
+    sink: Sink,
+    host: str,
 ) -> None:
-    # Registered while private targets were allowed; the worker now refuses them after
-    # resolving the name, so nothing reaches the sink.
+    # Registered while private targets were allowed; the worker now refuses them — a name
+    # after resolving it, an IP literal (which the HTTP client never resolves) as loaded —
+    # so nothing reaches the sink.
     endpoint, _ = await make_endpoint(
         committed,
         tenant,
         fast_settings,
         keyring,
-        f"http://localhost:{sink.port}/hook",
+        f"http://{host}:{sink.port}/hook",
         event_types=["widget.created"],
     )
     strict = fast_settings.model_copy(

@@ -34,7 +34,7 @@ from tradeflow.events.registry import (
 from tradeflow.kit.time import isoformat, utcnow
 from tradeflow.webhooks import signing
 from tradeflow.webhooks.models import WebhookEndpoint
-from tradeflow.webhooks.ssrf import BlockedAddress, GuardedResolver
+from tradeflow.webhooks.ssrf import BlockedAddress, GuardedResolver, check_address
 
 KEPT_BODY_BYTES = 1024
 USER_AGENT = "Tradeflow-Webhooks/1"
@@ -90,6 +90,7 @@ class _Target:
     url: URL  # parsed once, not for every request
     keys: tuple[bytes, ...]  # decoded secrets, newest first
     loaded_at: float
+    blocked: str | None  # why the SSRF guard refuses an IP-literal host, decided at load
 
 
 class WebhookTransport:
@@ -155,14 +156,28 @@ class WebhookTransport:
             ):
                 secrets.append(self._decrypt(row.id, row.previous_secret_ciphertext))
             keys = tuple(signing.secret_bytes(s) for s in secrets)
-            self._targets[row.id] = _Target(URL(row.url), keys, loaded_at)
+            url = URL(row.url)
+            self._targets[row.id] = _Target(url, keys, loaded_at, self._literal_refused(url))
         for gone in set(ids) - {row.id for row in rows}:
             self._targets.pop(gone, None)
+
+    def _literal_refused(self, url: URL) -> str | None:
+        """The guard's verdict on an IP-literal host (aiohttp connects to those without
+        asking the resolver, where names are checked); None for a name or an allowed IP."""
+        try:
+            check_address(url.host or "", allow_private=self._settings.webhooks_allow_private)
+        except ValueError:
+            return None  # a name: checked by the resolver at each new connection
+        except BlockedAddress as exc:
+            return str(exc)
+        return None
 
     async def deliver(self, item: Claimed) -> AttemptResult:
         target = self._targets.get(item.subscriber_id)
         if target is None:
             return AttemptResult(outcome="failure", error="webhook endpoint no longer exists")
+        if target.blocked is not None:
+            return AttemptResult(outcome="blocked", error=target.blocked, started_at=utcnow())
         body = message_body(item.event)
         headers = signing.headers(target.keys, str(item.event.id), int(time.time()), body)
         started = utcnow()

@@ -7,7 +7,7 @@
    connector mapping two 1C price types onto them — through the services.
 2. Generates an import.xml of P products (every fifth one with V variants in offers.xml)
    and an offers.xml with two prices per offer.
-3. Imports each file as the exchange does (`exchange.run_import`: parse, one transaction, a
+3. Imports each file as the exchange does (`operations.run_import`: parse, one transaction, a
    savepoint per row), then both again (the idempotent path: nothing written).
 
 Per phase: wall seconds and CPU ms per row of this process (parse, services, SQLAlchemy,
@@ -75,7 +75,7 @@ def files(products: int, variants: int) -> tuple[bytes, bytes]:
 async def seed(db: Any, keyring: Any) -> Any:
     from tradeflow.catalog import prices
     from tradeflow.catalog.schemas import PriceListIn
-    from tradeflow.connectors.commerceml import exchange
+    from tradeflow.connectors.commerceml import operations
     from tradeflow.identity import service as identity
     from tradeflow.integrations import service as integrations
 
@@ -101,12 +101,12 @@ async def seed(db: Any, keyring: Any) -> Any:
             },
         )
         await s.commit()
-    return await exchange.resolve(db, keyring, instance.id)
+    return await operations.resolve(db, keyring, instance.id)
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from tradeflow.config import load_settings
-    from tradeflow.connectors.commerceml import exchange
+    from tradeflow.connectors.commerceml import operations
     from tradeflow.db import Database
     from tradeflow.kit.keyring import load_keyring
     from tradeflow.migrations import upgrade
@@ -130,7 +130,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for name, body in (("import.xml", catalog), ("offers.xml", package)):
                 own0, pg0 = time.process_time(), cpu_seconds([], marker=marker)
                 start = time.perf_counter()
-                row = await exchange.run_import(db, target, body, filename=name, source="cli")
+                row = await operations.run_import(db, target, body, filename=name, source="cli")
                 wall = time.perf_counter() - start
                 own, pg = time.process_time() - own0, cpu_seconds([], marker=marker) - pg0
                 rows = row.counts.get("products", 0) + row.counts.get("offers", 0)

@@ -38,14 +38,14 @@ commerceml_app = typer.Typer(
 
 
 async def _target(db: Database, settings: Settings, tenant: str, instance: str) -> Any:
-    from tradeflow.connectors.commerceml import exchange
+    from tradeflow.connectors.commerceml import operations
     from tradeflow.kit.keyring import load_keyring
 
     async with db.system_session() as s:
         tenant_id = await _tenant_id(s, tenant)
         await s.commit()
     connector_id = await _connector_id(db, tenant_id, instance)
-    target = await exchange.resolve(db, load_keyring(settings), connector_id)
+    target = await operations.resolve(db, load_keyring(settings), connector_id)
     if target is None or target.tenant_id != tenant_id:
         err.print(f"[bold red]error[/]: {instance!r} is not an enabled CommerceML connector")
         raise typer.Exit(1)
@@ -75,7 +75,7 @@ def import_files(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
 ) -> None:
     """Apply import.xml / offers.xml files in order (bad rows are reported, not fatal)."""
-    from tradeflow.connectors.commerceml import exchange
+    from tradeflow.connectors.commerceml import operations
 
     async def work(db: Database, settings: Settings) -> int:
         target = await _target(db, settings, tenant, instance)
@@ -88,7 +88,7 @@ def import_files(
                     bar.update(task, total=total)
                     return lambda: bar.advance(task)
 
-                row = await exchange.run_import(
+                row = await operations.run_import(
                     db,
                     target,
                     path.read_bytes(),
@@ -126,15 +126,15 @@ def export_orders(
     ] = False,
 ) -> None:
     """Write the orders 1C has not acknowledged as a CommerceML document."""
-    from tradeflow.connectors.commerceml import exchange
+    from tradeflow.connectors.commerceml import operations
 
     async def work(db: Database, settings: Settings) -> None:
         target = await _target(db, settings, tenant, instance)
-        body, row = await exchange.query_orders(db, target, source="cli", session_id=None)
+        body, row = await operations.query_orders(db, target, source="cli", session_id=None)
         out_file.write_bytes(body)
         out.print(f"[green]{row.counts.get('orders', 0)} order(s)[/] written to {out_file}")
         if ack:
-            await exchange.acknowledge(db, target, session_id=None)
+            await operations.acknowledge(db, target, session_id=None)
             out.print("acknowledged")
 
     _run(work)
@@ -143,11 +143,11 @@ def export_orders(
 @commerceml_app.command("ack")
 def acknowledge(tenant: TenantOpt, instance: InstanceOpt) -> None:
     """1C loaded the last exported orders: do not send them again until they change."""
-    from tradeflow.connectors.commerceml import exchange
+    from tradeflow.connectors.commerceml import operations
 
     async def work(db: Database, settings: Settings) -> None:
         target = await _target(db, settings, tenant, instance)
-        row = await exchange.acknowledge(db, target, session_id=None)
+        row = await operations.acknowledge(db, target, session_id=None)
         out.print("nothing to acknowledge" if row is None else f"acknowledged {row.id}")
 
     _run(work)

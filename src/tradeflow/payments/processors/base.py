@@ -7,10 +7,11 @@ A processor plugin is a `Processor` subclass registered in the
   webhook URL), `title`, and `config_model` — a Pydantic model whose
   `SecretStr` fields are secrets: the payments service stores them encrypted
   at rest with the key ring and never returns them;
-* the calls below. Plugins only speak their processor's protocol; the
-  payments service does the hard parts (intent before the call, our
-  idempotency key on every write, resolving ambiguous outcomes by asking,
-  applying facts by object version).
+* the calls below (`void`, `list_settlements` and `target_urls` are optional:
+  their defaults refuse or declare nothing). Plugins only speak their
+  processor's protocol; the payments service does the hard parts (intent
+  before the call, our idempotency key on every write, resolving ambiguous
+  outcomes by asking, applying facts by object version).
 
 How a call can end — the distinction the whole payments flow rests on:
 

@@ -18,6 +18,7 @@ request's identity into the next.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from typing import Any
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -35,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from tradeflow.config import Settings
 
@@ -109,11 +112,11 @@ class Database:
             async_url(self.url),
             pool_size=self.pool_size,
             max_overflow=self.max_overflow,
-            pool_pre_ping=True,
             pool_recycle=1800,
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         _install_pool_metrics(self.engine)
+        _install_idle_ping(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str) -> Database:
@@ -188,11 +191,13 @@ async def driver_connection(session: AsyncSession) -> Any:
     cached = session.info.get(_DRIVER)
     if transaction is not None and cached is not None and cached[0] is transaction:
         return cached[1]
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
+    driver = await session.run_sync(_driver_of)  # one trip through the bridge, not two
     session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
     return driver
+
+
+def _driver_of(session: Session) -> Any:
+    return session.connection().connection.driver_connection
 
 
 _DRIVER = "tradeflow.driver_connection"
@@ -202,6 +207,32 @@ async def enter_system(session: AsyncSession) -> None:
     await session.execute(
         text("SELECT set_config('role', 'none', true), set_config('app.tenant_id', '', true)")
     )
+
+
+# A pooled connection idle at least this long is pinged before it is handed out, so a
+# restarted server or a dropped link is noticed there. A busy connection is not: SQLAlchemy's
+# `pool_pre_ping` would cost every request three round trips (BEGIN, ping, ROLLBACK on
+# asyncpg). One that breaks while busy fails its own transaction, and SQLAlchemy then
+# replaces every pooled connection of that age.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _install_idle_ping(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _idle_from(_: object, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _: object) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # the pool retries the checkout with a new connection
+            raise DisconnectionError("a pooled connection failed its ping") from exc
 
 
 def _install_pool_metrics(engine: AsyncEngine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from httpx import AsyncClient
 
@@ -134,3 +135,12 @@ async def test_a_file_over_the_limit_is_refused_unparsed(
     assert r.text.startswith("failure")
     r = await one_c.call(type="catalog", mode="import", filename="offers.xml")
     assert r.text.startswith("failure")  # nothing of it was kept
+
+
+async def test_password_guessing_is_rate_limited_like_logins(
+    app: Any, client: AsyncClient, shop: Shop
+) -> None:
+    app.state.settings = app.state.settings.model_copy(update={"ratelimit_auth": "3/minute"})
+    guesser = OneC(client, shop.connector_id, password="guess")
+    answers = [(await guesser.checkauth("catalog")).status_code for _ in range(4)]
+    assert answers == [401, 401, 401, 429]

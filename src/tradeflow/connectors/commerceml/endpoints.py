@@ -18,6 +18,7 @@ from tradeflow.identity.principal import Principal
 from tradeflow.integrations import service as integrations
 from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams, paginate
+from tradeflow.kit.ratelimit import client_ip
 
 router = APIRouter(prefix="/connectors/{connector_id}/commerceml", tags=["connectors"])
 Read = Annotated[Principal, require_scopes("connectors:read")]
@@ -40,6 +41,7 @@ EXCHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {**_PLAIN, "application/xml": {"schema": {"type": "string"}}},
     },
     401: {"description": "`failure`: wrong login or password, or no session.", "content": _PLAIN},
+    **problems(429),
     404: {"description": "`failure`: no such exchange.", "content": _PLAIN},
 }
 
@@ -82,6 +84,14 @@ async def commerceml_exchange(
     ] = None,
     filename: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
+    if mode == "checkauth":
+        # Password guessing is held to the same limit as staff logins, per client address.
+        await request.app.state.ratelimiter.check(
+            request,
+            policy="auth",
+            limit=request.app.state.settings.ratelimit_auth,
+            key=f"commerceml:{client_ip(request)}",
+        )
     body = await request.body() if request.method == "POST" else b""
     reply = await exchange.handle(
         request.app.state.db,

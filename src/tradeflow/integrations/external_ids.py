@@ -173,15 +173,12 @@ async def record_link(
 
 
 async def tenant_has_kind(session: AsyncSession, tenant_id: uuid.UUID, kind: str) -> bool:
-    """Whether the tenant has an enabled connector instance of this kind."""
+    """Whether the tenant has a connector instance of this kind (enabled or not: a disabled
+    one that is enabled again must not have missed what happened meanwhile)."""
     found = (
         await session.execute(
             select(ConnectorInstance.id)
-            .where(
-                ConnectorInstance.tenant_id == tenant_id,
-                ConnectorInstance.kind == kind,
-                ConnectorInstance.enabled,
-            )
+            .where(ConnectorInstance.tenant_id == tenant_id, ConnectorInstance.kind == kind)
             .limit(1)
         )
     ).first()

@@ -169,11 +169,22 @@ class Database:
 async def enter_tenant(
     session: AsyncSession, tenant_id: uuid.UUID, *, app_role: str | None
 ) -> None:
-    """Start the transaction as the RLS-bound role for `tenant_id`."""
-    await session.execute(
-        text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tid, true)"),
-        {"role": app_role or "none", "tid": str(tenant_id)},
-    )
+    """Start the transaction as the RLS-bound role for `tenant_id`.
+
+    Every request pays for this, so it is one plain statement in one trip through
+    SQLAlchemy's greenlet bridge, which also remembers the driver connection for the
+    transaction (see `driver_connection`).
+    """
+    await session.run_sync(_enter_tenant, app_role or "none", str(tenant_id))
+
+
+_ENTER_TENANT = "SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)"
+
+
+def _enter_tenant(session: Session, role: str, tenant_id: str) -> None:
+    connection = session.connection()
+    connection.exec_driver_sql(_ENTER_TENANT, (role, tenant_id))
+    session.info[_DRIVER] = (session.get_transaction(), connection.connection.driver_connection)
 
 
 async def driver_connection(session: AsyncSession) -> Any:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.integrations.models import ConnectorInstance, ExternalRef
@@ -123,53 +124,45 @@ async def record_link(
     ours: dict[str, Any],
     theirs: dict[str, Any],
 ) -> bool:
-    """Create or refresh the link (state `synced`); False when nothing about it changed."""
-    row = (
-        await session.execute(
-            select(ExternalRef)
-            .where(
-                ExternalRef.tenant_id == tenant_id,
-                ExternalRef.connector_id == connector_id,
-                ExternalRef.object_type == object_type,
-                ExternalRef.our_id == our_id,
-            )
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
+    """Create or refresh the link (state `synced`), in one statement; False when nothing
+    about it changed."""
     now = utcnow()
-    if row is None:
-        session.add(
-            ExternalRef(
-                id=uuid7(),
-                tenant_id=tenant_id,
-                connector_id=connector_id,
-                object_type=object_type,
-                our_id=our_id,
-                external_id=external_id,
-                state="synced",
-                last_ours=ours,
-                last_theirs=theirs,
-                attempts=1,
-                synced_at=now,
-            )
-        )
-        await session.flush()
-        return True
-    if (
-        row.external_id == external_id
-        and row.last_ours == ours
-        and row.last_theirs == theirs
-        and row.state == "synced"
-    ):
-        return False
-    row.external_id = external_id
-    row.last_ours = ours
-    row.last_theirs = theirs
-    row.state = "synced"
-    row.synced_at = now
-    row.updated_at = now
-    await session.flush()
-    return True
+    stmt = insert(ExternalRef).values(
+        id=uuid7(),
+        tenant_id=tenant_id,
+        connector_id=connector_id,
+        object_type=object_type,
+        our_id=our_id,
+        external_id=external_id,
+        state="synced",
+        last_ours=ours,
+        last_theirs=theirs,
+        attempts=1,
+        synced_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    excluded = stmt.excluded
+    changed = await session.execute(
+        stmt.on_conflict_do_update(
+            constraint="uq_external_refs_connector_object",
+            set_={
+                "external_id": excluded.external_id,
+                "last_ours": excluded.last_ours,
+                "last_theirs": excluded.last_theirs,
+                "state": excluded.state,
+                "synced_at": excluded.synced_at,
+                "updated_at": excluded.updated_at,
+            },
+            where=or_(
+                ExternalRef.external_id.is_distinct_from(excluded.external_id),
+                ExternalRef.last_ours.is_distinct_from(excluded.last_ours),
+                ExternalRef.last_theirs.is_distinct_from(excluded.last_theirs),
+                ExternalRef.state != "synced",
+            ),
+        ).returning(ExternalRef.id)
+    )
+    return changed.first() is not None
 
 
 async def tenant_has_kind(session: AsyncSession, tenant_id: uuid.UUID, kind: str) -> bool:

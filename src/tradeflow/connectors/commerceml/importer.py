@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.catalog import service as catalog
@@ -70,6 +71,9 @@ def _reason(exc: Exception) -> str:
         )
     if isinstance(exc, ProblemError):
         return exc.detail or exc.title
+    if isinstance(exc, IntegrityError):
+        # e.g. 1C's Ид is already linked to another of our records.
+        return f"conflicts with existing data: {str(exc.orig).splitlines()[0]}"
     return str(exc)
 
 
@@ -409,7 +413,7 @@ class CatalogImport:
         try:
             async with self.session.begin_nested():
                 await work
-        except (RowError, ValidationError, ProblemError, ValueError) as exc:
+        except (RowError, ValidationError, ProblemError, ValueError, IntegrityError) as exc:
             self.result.counts = counted  # what the row did is undone: so are its counts
             for key in self._touched:  # and its links: read them again if needed
                 self.links.pop(key, None)

@@ -20,6 +20,7 @@ from tradeflow.catalog.models import (
     Sku,
 )
 from tradeflow.catalog.pricing import ContractCandidate, ListCandidate, Tier
+from tradeflow.db import driver_connection
 from tradeflow.kit.pagination import PageRequest, paginate
 
 M = TypeVar("M", Product, Sku, ProductImage, PriceList, PriceListEntry, ContractPrice)
@@ -30,16 +31,20 @@ _BUMP = text(
 )
 _VERSION = text("SELECT version FROM pricing_versions WHERE tenant_id = :tenant_id")
 # One round trip for both: the session's tenant (as `enter_tenant` set it) and its version.
-_TENANT_AND_VERSION = text(
-    "SELECT t.id, coalesce((SELECT version FROM pricing_versions WHERE tenant_id = t.id), 0) "
+_TENANT_AND_VERSION = (
+    "SELECT t.id::text, coalesce((SELECT version FROM pricing_versions WHERE tenant_id = t.id), 0) "
     "FROM (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid AS id) AS t"
 )
 
 
 async def tenant_and_pricing_version(session: AsyncSession) -> tuple[uuid.UUID | None, int]:
-    """The tenant a tenant session is confined to, and that tenant's pricing version."""
-    row = (await session.execute(_TENANT_AND_VERSION)).one()
-    return row[0], int(row[1])
+    """The tenant a tenant session is confined to, and that tenant's pricing version.
+
+    Every quote (and every order) starts here: plain SQL on the driver connection, inside
+    the session's transaction, skips SQLAlchemy's per-statement work.
+    """
+    row = await (await driver_connection(session)).fetchrow(_TENANT_AND_VERSION)
+    return (uuid.UUID(row[0]) if row[0] else None), int(row[1])
 
 
 def escape_like(value: str) -> str:

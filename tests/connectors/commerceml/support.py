@@ -75,7 +75,11 @@ class OneC:
         chunk = min(chunk, int(limits["file_limit"]))
         answers = []
         for name, body in files:
-            await self.upload(name, body, chunk=chunk)
+            r = await self.call("POST", body[:chunk], type="catalog", mode="file", filename=name)
+            if r.text != "success":
+                answers.append(r.text)
+                continue
+            await self.upload(name, body[chunk:], chunk=chunk)
             r = await self.call(type="catalog", mode="import", filename=name)
             self.steps = 1
             while r.text.startswith("progress"):  # as 1C does: ask again until it is done

@@ -144,3 +144,16 @@ async def test_password_guessing_is_rate_limited_like_logins(
     guesser = OneC(client, shop.connector_id, password="guess")
     answers = [(await guesser.checkauth("catalog")).status_code for _ in range(4)]
     assert answers == [401, 401, 401, 429]
+
+
+async def test_a_paused_connector_refuses_imports_and_queries(
+    client: AsyncClient, rolled_back: Database, shop: Shop
+) -> None:
+    r = await client.post(f"/v1/connectors/{shop.connector_id}/pause", headers=shop.seller.headers)
+    assert r.status_code == 200, r.text
+    answers = await OneC(client, shop.connector_id).exchange_catalog(
+        ("import.xml", data("import.xml"))
+    )
+    assert answers == ["failure\nThe exchange is paused in Tradeflow."]
+    assert (await OneC(client, shop.connector_id).query_orders()).text.startswith("failure")
+    assert await _products(rolled_back, shop) == 0

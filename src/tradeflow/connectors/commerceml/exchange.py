@@ -132,6 +132,9 @@ async def handle(
             status=401,
             **{"WWW-Authenticate": 'Basic realm="tradeflow-commerceml"'},
         )
+    if target.paused and mode != "init":
+        # Paused by an operator (`POST /v1/connectors/{id}/pause`): nothing flows either way.
+        return failure("The exchange is paused in Tradeflow.")
     if mode == "init":
         async with db.tenant_session(target.tenant_id) as session:
             await CommerceMLRepository(session, target.tenant_id).drop_uploads(current.id)

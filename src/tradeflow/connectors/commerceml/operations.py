@@ -35,6 +35,7 @@ class Target:
     connector_id: uuid.UUID
     tenant_id: uuid.UUID
     config: CommerceMLConfig
+    paused: bool = False
 
 
 async def resolve(db: Database, keyring: Keyring, connector_id: uuid.UUID) -> Target | None:
@@ -49,7 +50,7 @@ async def resolve(db: Database, keyring: Keyring, connector_id: uuid.UUID) -> Ta
         plugin = integrations.open_plugin(instance, keyring)
         await session.commit()
     assert isinstance(plugin.config, CommerceMLConfig)
-    return Target(connector_id, ref.tenant_id, plugin.config)
+    return Target(connector_id, ref.tenant_id, plugin.config, paused=ref.paused)
 
 
 async def audit(

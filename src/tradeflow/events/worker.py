@@ -89,6 +89,12 @@ class DeliveryWorker:
         self._in_flight: dict[uuid.UUID, tuple[asyncio.Task[None], Claimed]] = {}
         self._draining = False
         self._failures = 0
+        # Whether the next pass should run a claim of its own (beyond leasing what its
+        # dispatch creates): set by what can make deliveries claimable without this
+        # worker's dispatch — a freed slot, another worker's dispatch, the polling backstop
+        # (retries coming due, expired leases), a failed pass. A new event alone does not:
+        # whichever worker dispatches it leases it, and announces what it left.
+        self._claim_due = True
         # The loop and the completion writer each keep a connection (see `pinned`).
         self._cycle_db = PinnedSession(db)
         self._flush_db = PinnedSession(db)
@@ -163,13 +169,18 @@ class DeliveryWorker:
                 progressed = await self.cycle()
                 self._failures = 0
             except Exception as exc:
+                self._claim_due = True
                 self._failures += 1
                 delay = min(0.2 * 2 ** (self._failures - 1), _BACKOFF_MAX)
                 log.warning("worker_cycle_failed", error=repr(exc), retry_in=delay)
                 await self._sleep(stop, delay)
                 continue
-            if not progressed:
+            if progressed:
+                self._claim_due = True
+            else:
                 await self._wait(stop, self.settings.delivery_poll_seconds)
+                if not self._wake.is_set():
+                    self._claim_due = True  # the polling backstop
 
     async def cycle(self) -> bool:
         """One pass: dispatch, then claim and start work. True if more may be waiting.
@@ -185,6 +196,7 @@ class DeliveryWorker:
         abandoned: list[completion.Completion] = []
         leased_at = time.monotonic()
         claiming = want > 0 and not self._draining
+        claim_due, self._claim_due = self._claim_due, False
         kinds, handlers = list(self.transports), list(HANDLERS)
         async with self._cycle_db.session() as session:
             dispatched = await engine.dispatch_batch(
@@ -197,7 +209,8 @@ class DeliveryWorker:
             )
             if dispatched is not None:
                 claimed = dispatched.claimed
-            if claiming and len(claimed) < want:
+            promoted = dispatched is not None and dispatched.promoted > 0
+            if claiming and len(claimed) < want and (claim_due or promoted):
                 # Retries, promoted successors and other workers' leftovers.
                 claimed += await engine.claim_batch(
                     session,
@@ -263,6 +276,7 @@ class DeliveryWorker:
             self._results_ready.set()
         finally:
             self._in_flight.pop(item.delivery_id, None)
+            self._claim_due = True
             self._wake.set()
 
     # -- results --------------------------------------------------------------------------------
@@ -315,7 +329,9 @@ class DeliveryWorker:
                 conn = await asyncpg.connect(plain_dsn(self.db.url))
                 await conn.add_listener(CHANNEL, self._notified)
                 delay = 0.2
-                self._wake.set()  # anything committed while we were not listening
+                # Anything committed while we were not listening.
+                self._claim_due = True
+                self._wake.set()
                 while not stop.is_set() and not conn.is_closed():
                     await self._sleep(stop, 1.0)
             except Exception as exc:
@@ -328,9 +344,11 @@ class DeliveryWorker:
                         await asyncio.wait_for(conn.close(), 2)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        # Our own dispatch's announcement: that pass already claimed what it could.
-        if payload != self.name:
-            self._wake.set()
+        if payload == self.name:
+            return  # our own dispatch's announcement: that pass already claimed what it could
+        if payload != "e":
+            self._claim_due = True  # another worker dispatched and left deliveries unleased
+        self._wake.set()
 
     async def _refresh_gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

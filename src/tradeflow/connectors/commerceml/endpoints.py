@@ -66,13 +66,23 @@ Every import and query is recorded: `GET …/commerceml/exchanges`.
 """
 
 
-@router.api_route(
+# 1C sends some modes as GET and uploads as POST; one handler, two operations (each needs
+# its own operationId in the OpenAPI document).
+@router.get(
     "/exchange",
-    methods=["GET", "POST"],
+    operation_id="commerceml_exchange_get",
     responses=EXCHANGE_RESPONSES,
     response_class=Response,
     description=EXCHANGE_DESCRIPTION,
     summary="1C exchange (CommerceML 2)",
+)
+@router.post(
+    "/exchange",
+    operation_id="commerceml_exchange_post",
+    responses=EXCHANGE_RESPONSES,
+    response_class=Response,
+    description=EXCHANGE_DESCRIPTION,
+    summary="1C exchange (CommerceML 2), uploads",
 )
 async def commerceml_exchange(
     connector_id: uuid.UUID,

@@ -103,7 +103,12 @@ class OrderOut(BaseModel):
     cancelled_at: datetime | None
     cancel_reason: str | None
     invoice_id: uuid.UUID | None = None
-    actions: list[str] = Field(default_factory=list, description="Transitions possible now.")
+    actions: list[str] = Field(
+        default_factory=list,
+        description="What the caller may do to the order now: its state's transitions less "
+        "those the caller's scopes or role forbid (approve/reject only for an approver of the "
+        "ordering company, confirm/fulfil only for the seller's staff).",
+    )
     created_at: datetime
     updated_at: datetime
     lines: list[OrderLineOut] = Field(default_factory=list)

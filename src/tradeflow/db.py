@@ -208,7 +208,13 @@ async def driver_connection(session: AsyncSession) -> Any:
 
 
 def _driver_of(session: Session) -> Any:
-    return session.connection().connection.driver_connection
+    connection = session.connection()
+    driver: Any = connection.connection.driver_connection
+    if not driver.is_in_transaction():
+        # SQLAlchemy opens the driver's transaction with its first statement: open it now,
+        # or plain statements would run outside it (each committing on its own).
+        connection.exec_driver_sql("SELECT 1")
+    return driver
 
 
 _DRIVER = "tradeflow.driver_connection"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -79,17 +79,7 @@ async def links_by_external(
     external_ids: Sequence[str],
 ) -> dict[str, Link]:
     """Their id → link, for those of `external_ids` that are mapped."""
-    if not external_ids:
-        return {}
-    rows = await session.execute(
-        select(ExternalRef).where(
-            ExternalRef.tenant_id == tenant_id,
-            ExternalRef.connector_id == connector_id,
-            ExternalRef.object_type == object_type,
-            ExternalRef.external_id.in_(sorted(set(external_ids))),
-        )
-    )
-    return {r.external_id: _link(r) for r in rows.scalars() if r.external_id is not None}
+    return await _links(session, tenant_id, connector_id, object_type, "external_id", external_ids)
 
 
 async def links_by_ours(
@@ -100,17 +90,33 @@ async def links_by_ours(
     our_ids: Sequence[str],
 ) -> dict[str, Link]:
     """Our id → link, for those of `our_ids` that are mapped."""
-    if not our_ids:
+    return await _links(session, tenant_id, connector_id, object_type, "our_id", our_ids)
+
+
+async def _links(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    connector_id: uuid.UUID,
+    object_type: str,
+    key: Literal["external_id", "our_id"],
+    ids: Sequence[str],
+) -> dict[str, Link]:
+    """The mapped links among `ids` (values of the `key` side), keyed by that side."""
+    if not ids:
         return {}
+    column = ExternalRef.external_id if key == "external_id" else ExternalRef.our_id
     rows = await session.execute(
         select(ExternalRef).where(
             ExternalRef.tenant_id == tenant_id,
             ExternalRef.connector_id == connector_id,
             ExternalRef.object_type == object_type,
-            ExternalRef.our_id.in_(sorted(set(our_ids))),
+            column.in_(sorted(set(ids))),
         )
     )
-    return {r.our_id: _link(r) for r in rows.scalars() if r.external_id is not None}
+    links = [_link(r) for r in rows.scalars() if r.external_id is not None]
+    if key == "external_id":
+        return {link.external_id: link for link in links}
+    return {link.our_id: link for link in links}
 
 
 async def record_link(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tradeflow.integrations.plugins import Ownership
 
@@ -68,16 +68,10 @@ def plan_merge(
         if their_value == our_value or name in held:
             continue
         owner = ownership(name)
-        if owner == "ours":
+        side = _standing(owner, name, our_value, their_value, base_ours, base_theirs)
+        if side == "ours":
             plan.writes[name] = our_value
-            continue
-        if owner == "theirs":
-            if their_value is not _MISSING:
-                plan.kept_theirs.append(name)
-            continue
-        we_changed = base_ours.get(name, _MISSING) != our_value
-        they_changed = base_theirs.get(name, _MISSING) != their_value
-        if we_changed and they_changed:
+        elif side == "both":
             plan.conflicts.append(
                 FieldConflict(
                     field=name,
@@ -86,10 +80,10 @@ def plan_merge(
                     theirs=None if their_value is _MISSING else their_value,
                 )
             )
-        elif they_changed:
+        # A field they own counts as kept only where the remote carries it; a shared one they
+        # dropped since the last sync is a change of theirs like any other.
+        elif owner == "shared" or their_value is not _MISSING:
             plan.kept_theirs.append(name)
-        else:
-            plan.writes[name] = our_value
     return plan
 
 
@@ -133,22 +127,37 @@ def plan_pull(
         if their_value == our_value:
             continue
         owner = ownership(name)
-        if owner == "ours":
-            plan.ignored.append(name)
-            continue
-        if owner == "theirs":
+        side = _standing(owner, name, our_value, their_value, base_ours, base_theirs)
+        if side == "theirs":
             plan.apply[name] = their_value
-            continue
-        we_changed = base_ours.get(name, _MISSING) != our_value
-        they_changed = base_theirs.get(name, _MISSING) != their_value
-        if we_changed and they_changed:
+        elif side == "both":
             plan.conflicts.append(
                 FieldConflict(
                     field=name, base=base_theirs.get(name), ours=our_value, theirs=their_value
                 )
             )
-        elif they_changed:
-            plan.apply[name] = their_value
+        elif owner == "ours":
+            plan.ignored.append(name)
         else:
             plan.left_for_push.append(name)
     return plan
+
+
+def _standing(
+    owner: Ownership,
+    name: str,
+    our_value: Any,
+    their_value: Any,
+    base_ours: Mapping[str, Any],
+    base_theirs: Mapping[str, Any],
+) -> Literal["ours", "theirs", "both"]:
+    """Whose value of a field the two sides disagree on stands — the same rule for a push and
+    a pull: the owner's; for a shared field, the side that changed it since the last sync
+    (ours when neither did), and `both` (a conflict) when each did."""
+    if owner != "shared":
+        return owner
+    we_changed = base_ours.get(name, _MISSING) != our_value
+    they_changed = base_theirs.get(name, _MISSING) != their_value
+    if we_changed and they_changed:
+        return "both"
+    return "theirs" if they_changed else "ours"

@@ -304,19 +304,8 @@ class DocumentSync:
             row.synced_at = utcnow()
             row.state = "conflict" if (conflicts or held) else "synced"
             if conflicts:
-                await self._queue_conflict(session, repo, row, record, full_ours, conflicts)
+                await queue_conflict(session, repo, row, record, full_ours, conflicts)
             await session.commit()
-
-    async def _queue_conflict(
-        self,
-        session: AsyncSession,
-        repo: IntegrationsRepository,
-        ref: ExternalRef,
-        record: RemoteRecord,
-        ours: dict[str, Any],
-        conflicts: list[FieldConflict],
-    ) -> None:
-        await queue_conflict(session, repo, ref, record, ours, conflicts)
 
     async def apply_resolution(self, conflict_id: uuid.UUID) -> str:
         """Write a resolved conflict's values to the remote; returns what was done."""

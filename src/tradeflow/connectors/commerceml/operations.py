@@ -112,6 +112,27 @@ async def run_import(
     and the audit row stays `running` (continue with `resume`) until the last one; without,
     the whole file in one transaction. The audit row is written either way."""
     tenant_id = target.tenant_id
+
+    async def audit_row(
+        session: AsyncSession, repo: CommerceMLRepository, status: str, reason: str | None = None
+    ) -> Exchange:
+        """This import's audit row: the one its first step wrote (`resume`), else a new one."""
+        row = await repo.exchange(resume) if resume is not None else None
+        if row is None:
+            row = await audit(
+                session,
+                target,
+                session_id=session_id,
+                exchange_type="catalog",
+                mode="import",
+                source=source,
+                status=status,
+                filename=filename,
+                data=data,
+                error=reason,
+            )
+        return row
+
     error: str | None = None
     if len(data) > target.config.max_file_bytes:
         error = f"the file is {len(data)} bytes; the limit is {target.config.max_file_bytes}"
@@ -124,19 +145,7 @@ async def run_import(
         try:
             async with db.tenant_session(tenant_id) as session:
                 repo = CommerceMLRepository(session, tenant_id)
-                row = await repo.exchange(resume) if resume is not None else None
-                if row is None:
-                    row = await audit(
-                        session,
-                        target,
-                        session_id=session_id,
-                        exchange_type="catalog",
-                        mode="import",
-                        source=source,
-                        status="running",
-                        filename=filename,
-                        data=data,
-                    )
+                row = await audit_row(session, repo, "running")
                 total = len(parsed.products) + len(parsed.offers)
                 start = row.position
                 stop = total if step_rows is None else min(total, start + step_rows)
@@ -180,20 +189,7 @@ async def run_import(
     )
     async with db.tenant_session(tenant_id) as session:
         repo = CommerceMLRepository(session, tenant_id)
-        failed = await repo.exchange(resume) if resume is not None else None
-        if failed is None:
-            failed = await audit(
-                session,
-                target,
-                session_id=session_id,
-                exchange_type="catalog",
-                mode="import",
-                source=source,
-                status="failure",
-                filename=filename,
-                data=data,
-                error=error,
-            )
+        failed = await audit_row(session, repo, "failure", error)
         failed.status, failed.error, failed.finished_at = "failure", error, utcnow()
         if session_id is not None:
             await repo.drop_uploads(session_id, filename)

@@ -137,6 +137,25 @@ async def test_a_file_over_the_limit_is_refused_unparsed(
     assert r.text.startswith("failure")  # nothing of it was kept
 
 
+async def test_attachments_are_answered_but_not_kept_and_bad_file_names_fail(
+    client: AsyncClient, rolled_back: Database, shop: Shop
+) -> None:
+    one_c = OneC(client, shop.connector_id)
+    await one_c.checkauth("catalog")
+    await one_c.init("catalog")
+    for mode in ("file", "import"):
+        r = await one_c.call(
+            "POST", b"\x89PNG", type="catalog", mode=mode, filename="import_files/1.PNG"
+        )
+        assert r.text == "success", mode
+        for bad in ("", "import\x00.xml"):
+            r = await one_c.call("POST", b"<x/>", type="catalog", mode=mode, filename=bad)
+            assert r.text == "failure\nfilename is missing or invalid.", (mode, bad)
+    uploads = "SELECT count(*) FROM commerceml_uploads WHERE tenant_id = :t"
+    assert await count(rolled_back, uploads, t=shop.seller.tenant_id) == 0
+    assert await exchanges(client, shop.seller, shop.connector_id) == []
+
+
 async def test_password_guessing_is_rate_limited_like_logins(
     app: Any, client: AsyncClient, shop: Shop
 ) -> None:

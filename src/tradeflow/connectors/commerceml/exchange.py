@@ -188,9 +188,14 @@ async def _checkauth(
     return text("success", COOKIE, token)
 
 
-def _clean_name(filename: str | None) -> str | None:
+def _xml_name(filename: str | None) -> str | Reply:
+    """The XML file a `file`/`import` step names, or the reply that ends the step: a missing
+    or unusable name fails; images and other attachments are answered `success` so 1C carries
+    on, and not kept."""
     if not filename or len(filename) > 300 or "\x00" in filename:
-        return None
+        return failure("filename is missing or invalid.")
+    if not filename.lower().endswith(".xml"):
+        return text("success")
     return filename
 
 
@@ -202,12 +207,9 @@ async def _file(
     filename: str | None,
     body: bytes,
 ) -> Reply:
-    name = _clean_name(filename)
-    if name is None:
-        return failure("filename is missing or invalid.")
-    if not name.lower().endswith(".xml"):
-        # Images and other attachments: accepted so 1C carries on, not kept.
-        return text("success")
+    name = _xml_name(filename)
+    if isinstance(name, Reply):
+        return name
     if exchange_type == "sale":
         # 1C's own changes to orders (statuses, payments it booked) are recorded, not applied:
         # Tradeflow is the system of record for its orders.
@@ -262,11 +264,9 @@ async def _file(
 async def _import(
     db: Database, target: Target, current: ExchangeSession, filename: str | None
 ) -> Reply:
-    name = _clean_name(filename)
-    if name is None:
-        return failure("filename is missing or invalid.")
-    if not name.lower().endswith(".xml"):
-        return text("success")
+    name = _xml_name(filename)
+    if isinstance(name, Reply):
+        return name
     async with db.tenant_session(target.tenant_id) as session:
         data = await CommerceMLRepository(session, target.tenant_id).upload_data(current.id, name)
         await session.commit()

@@ -1,4 +1,5 @@
-"""Helpers for the integrations tests: tenants, connector instances, waiting."""
+"""Helpers for the integrations (and connectors) tests: tenants, connector instances, waiting,
+models against migrations."""
 
 from __future__ import annotations
 
@@ -108,3 +109,44 @@ async def running_worker(
 async def scalar(db: Database, sql: str, **params: Any) -> Any:
     async with db.system_session() as s:
         return (await s.execute(text(sql), params)).scalar()
+
+
+def assert_models_match_migrations(
+    database_url: str, tables: set[str], *, unmodelled_fks_to: str | None = None
+) -> None:
+    """Autogenerate finds nothing to do for `tables` (the caller imports their models).
+    Foreign keys to `unmodelled_fks_to` live in the migrations only: a context's models do not
+    point into another context."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from tradeflow.db import sync_url
+    from tradeflow.kit.models import Base
+
+    assert {t for t in Base.metadata.tables if t in tables} == tables
+
+    def include(
+        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    ) -> bool:
+        if type_ == "table":
+            return name in tables
+        if (
+            type_ == "foreign_key_constraint"
+            and unmodelled_fks_to is not None
+            and unmodelled_fks_to in (name or "")
+        ):
+            return False
+        table = getattr(obj, "table", None)
+        return table is None or table.name in tables
+
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn, opts={"include_object": include, "compare_type": True}
+            )
+            diff = compare_metadata(ctx, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []

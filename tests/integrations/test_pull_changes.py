@@ -71,6 +71,19 @@ class Setup:
             await s.commit()
         return await pull.pull_instance(self.db, self.keyring, instance)
 
+    async def configure(self, **config: Any) -> None:
+        """Change the instance's config: the fake ERP's, with `config` on top."""
+        async with self.db.tenant_session(self.tenant_id) as s:
+            await service.update_instance(
+                s,
+                self.tenant_id,
+                self.instance.id,
+                keyring=self.keyring,
+                config=erp_config(self.erp, **config),
+                allow_private=True,
+            )
+            await s.commit()
+
     async def drain(self) -> None:
         """Pull until the cursor has caught up with the ERP (it is shared by every test)."""
         for _ in range(20):
@@ -328,9 +341,7 @@ async def test_changes_are_pulled_across_pages(
         assert [(await setup.view(i)).tax_id for i in ids] == [f"TAX-{n}" for n in range(5)]
 
 
-async def test_unknown_records_are_reported_unless_creating_them_is_enabled(
-    setup: Setup, keyring: Keyring
-) -> None:
+async def test_unknown_records_are_reported_unless_creating_them_is_enabled(setup: Setup) -> None:
     await setup.drain()
     created = httpx.post(
         f"{setup.erp.base_url}/api/v1/customers",
@@ -348,16 +359,7 @@ async def test_unknown_records_are_reported_unless_creating_them_is_enabled(
         == 0
     )
 
-    async with setup.db.tenant_session(setup.tenant_id) as s:
-        await service.update_instance(
-            s,
-            setup.tenant_id,
-            setup.instance.id,
-            keyring=keyring,
-            config={**erp_config(setup.erp), "pull_create_unknown": True},
-            allow_private=True,
-        )
-        await s.commit()
+    await setup.configure(pull_create_unknown=True)
     setup.erp.user_edit("customers", created["id"], payment_terms_days=14)
     result = await setup.pull()
     assert result.counts["created"] == 1
@@ -556,22 +558,11 @@ async def test_a_page_read_before_a_push_is_read_again_when_versions_cannot_be_o
     assert view.tax_id == "ETAG-1"  # and their edit was not lost either
 
 
-async def test_our_own_unanswered_create_is_never_created_again_from_the_feed(
-    setup: Setup, keyring: Keyring
-) -> None:
+async def test_our_own_unanswered_create_is_never_created_again_from_the_feed(setup: Setup) -> None:
     from tradeflow.integrations.plugins import RemoteTimeout
 
     await setup.drain()
-    async with setup.db.tenant_session(setup.tenant_id) as s:
-        await service.update_instance(
-            s,
-            setup.tenant_id,
-            setup.instance.id,
-            keyring=keyring,
-            config={**erp_config(setup.erp), "pull_create_unknown": True},
-            allow_private=True,
-        )
-        await s.commit()
+    await setup.configure(pull_create_unknown=True)
     customer_id = await setup.customer(name="Timed Out GmbH")
     setup.erp.control(timeout_rate=1.0, hang_seconds=2.0)
     with pytest.raises(RemoteTimeout):

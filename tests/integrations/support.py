@@ -111,6 +111,17 @@ async def scalar(db: Database, sql: str, **params: Any) -> Any:
         return (await s.execute(text(sql), params)).scalar()
 
 
+async def undelivered(db: Database, tenant_id: uuid.UUID) -> int:
+    """The tenant's deliveries (webhooks, handlers, connectors) not yet delivered."""
+    return int(
+        await scalar(
+            db,
+            "SELECT count(*) FROM deliveries WHERE tenant_id = :t AND status <> 'delivered'",
+            t=tenant_id,
+        )
+    )
+
+
 def assert_models_match_migrations(
     database_url: str, tables: set[str], *, unmodelled_fks_to: str | None = None
 ) -> None:

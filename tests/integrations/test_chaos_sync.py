@@ -37,7 +37,7 @@ import pytest
 from httpx import ASGITransport, AsyncClient
 
 from integrations.fake_erp.server import FakeErp
-from integrations.support import erp_config, eventually, scalar
+from integrations.support import erp_config, eventually, scalar, undelivered
 from orders.factories import World, make_world
 from payments.factories import connect_sandbox, invoiced_order, pay
 from tradeflow.app import create_app
@@ -293,12 +293,7 @@ async def test_sync_survives_a_flaky_erp_and_a_worker_killed_again_and_again(
             assert worker.kills >= 3, "the worker must have been killed several times"
 
             async def settled() -> bool:
-                waiting = await scalar(
-                    committed,
-                    "SELECT count(*) FROM deliveries WHERE tenant_id = :t "
-                    "AND status <> 'delivered'",
-                    t=world.tenant_id,
-                )
+                waiting = await undelivered(committed, world.tenant_id)
                 entries = await scalar(
                     committed,
                     "SELECT count(*) FROM ledger_entries WHERE tenant_id = :t",

@@ -20,7 +20,14 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 
 from integrations.fake_erp.server import FakeErp
-from integrations.support import erp_config, eventually, make_connector, running_worker, scalar
+from integrations.support import (
+    erp_config,
+    eventually,
+    make_connector,
+    running_worker,
+    scalar,
+    undelivered,
+)
 from tradeflow.app import create_app
 from tradeflow.config import Settings
 from tradeflow.connectors.rest_erp.connector import RestErpConnector
@@ -268,13 +275,7 @@ async def test_a_shared_field_changed_on_both_sides_is_a_conflict_resolved_throu
 
                 # Taking theirs holds on our side too, and the push it causes changes nothing.
                 async def settled() -> bool:
-                    waiting = await scalar(
-                        committed,
-                        "SELECT count(*) FROM deliveries WHERE tenant_id = :t "
-                        "AND status <> 'delivered'",
-                        t=tenant.id,
-                    )
-                    return waiting == 0
+                    return await undelivered(committed, tenant.id) == 0
 
                 await eventually(settled, timeout=30)
         assert (await setup.view(customer_id)).name == "ACME Gesellschaft mbH"

@@ -63,21 +63,38 @@ async def seed(db: Any) -> dict[str, Any]:
     return {"tenant_id": tenant.id, "accounts": accounts}
 
 
-def invoice_event(tenant_id: uuid.UUID, customer_id: uuid.UUID, n: int) -> Any:
+def delivered(
+    tenant_id: uuid.UUID,
+    event_type: str,
+    aggregate_type: str,
+    aggregate_id: uuid.UUID,
+    payload: dict[str, Any],
+) -> Any:
+    """An event as the worker hands it to a handler (the first of its aggregate's stream)."""
     from tradeflow.events.registry import DeliveredEvent
 
-    invoice_id = uuid.uuid4()
-    net = 1000 + n % 9000
     return DeliveredEvent(
         id=uuid.uuid4(),
         tenant_id=tenant_id,
-        type="invoice.issued",
+        type=event_type,
         version=1,
-        aggregate_type="invoice",
-        aggregate_id=str(invoice_id),
+        aggregate_type=aggregate_type,
+        aggregate_id=str(aggregate_id),
         sequence=1,
         occurred_at=datetime.now(UTC),
-        payload={
+        payload=payload,
+    )
+
+
+def invoice_event(tenant_id: uuid.UUID, customer_id: uuid.UUID, n: int) -> Any:
+    invoice_id = uuid.uuid4()
+    net = 1000 + n % 9000
+    return delivered(
+        tenant_id,
+        "invoice.issued",
+        "invoice",
+        invoice_id,
+        {
             "invoice_id": str(invoice_id),
             "number": f"INV-B-{n:08d}",
             "order_id": str(uuid.uuid4()),
@@ -90,20 +107,14 @@ def invoice_event(tenant_id: uuid.UUID, customer_id: uuid.UUID, n: int) -> Any:
 
 
 def payment_event(invoice: Any) -> Any:
-    from tradeflow.events.registry import DeliveredEvent
-
     facts = invoice.payload
     payment_id = uuid.uuid4()
-    return DeliveredEvent(
-        id=uuid.uuid4(),
-        tenant_id=invoice.tenant_id,
-        type="payment.captured",
-        version=1,
-        aggregate_type="payment",
-        aggregate_id=str(payment_id),
-        sequence=1,
-        occurred_at=datetime.now(UTC),
-        payload={
+    return delivered(
+        invoice.tenant_id,
+        "payment.captured",
+        "payment",
+        payment_id,
+        {
             "payment_id": str(payment_id),
             "invoice_id": facts["invoice_id"],
             "order_id": facts["order_id"],

@@ -160,3 +160,56 @@ async def test_a_void_that_times_out_is_resolved_by_asking_the_processor(
         ("payment.canceled", "authorization_expired"),
     ]
     assert [c["status"] for c in await merchant.charges()] == ["canceled"]
+
+
+async def test_the_processors_webhook_overtaking_our_void_still_names_the_expiry(
+    client: AsyncClient,
+    world: World,
+    merchant: Merchant,
+    rolled_back: Database,
+    keyring: Keyring,
+) -> None:
+    import uuid
+
+    from tradeflow.payments import facts
+    from tradeflow.payments.configuration import for_payment
+    from tradeflow.payments.expiry import _begin, _finish
+    from tradeflow.payments.repository import PaymentsRepository
+
+    order = await invoiced_order(client, world)
+    payment = (await pay(client, world, order["invoice_id"], capture_method="manual")).json()
+    payment_id = uuid.UUID(payment["id"])
+    async with rolled_back.tenant_session(world.tenant_id) as s:
+        begun = await _begin(s, keyring, world.tenant_id, payment_id)
+        assert begun is not None
+        await s.commit()
+    op_id, charge_id, _ = begun
+    async with rolled_back.tenant_session(world.tenant_id) as s:
+        loaded = await for_payment(s, keyring, tenant_id=world.tenant_id, name="sandbox")
+    async with loaded.build() as processor:
+        state = await processor.void(
+            charge_id, idempotency_key=facts.operation_key(op_id, "void"), reference=str(op_id)
+        )
+    assert state.status == "canceled"
+    # The processor's webhook is applied before our call's own outcome is recorded.
+    async with rolled_back.tenant_session(world.tenant_id) as s:
+        repo = PaymentsRepository(s, world.tenant_id)
+        row = await repo.payment(payment_id, for_update=True)
+        assert row is not None
+        await facts.apply_charge(s, repo, row, state)
+        await s.commit()
+    async with rolled_back.tenant_session(world.tenant_id) as s:
+        outcome = await _finish(s, world.tenant_id, payment_id, op_id, state, WEEK)
+        await s.commit()
+    assert outcome == "voided"
+    assert await _events(world.db, payment["id"]) == [
+        ("payment.intent_created", None),
+        ("payment.authorized", None),
+        ("payment.canceled", "authorization_expired"),
+    ]
+    ops = await rows(
+        rolled_back,
+        "SELECT kind, status FROM processor_operations WHERE payment_id = :p ORDER BY id",
+        p=payment["id"],
+    )
+    assert [tuple(o) for o in ops] == [("authorize", "succeeded"), ("void", "succeeded")]

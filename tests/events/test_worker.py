@@ -90,3 +90,33 @@ async def test_metrics_follow_deliveries(
         assert REGISTRY.get_sample_value("tradeflow_breakers", {"state": "closed"}) is not None
     finally:
         await sink.stop()
+
+
+async def test_capped_endpoint_goes_on_when_completions_are_written(
+    committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring
+) -> None:
+    # One request at a time to this endpoint, and a polling backstop far away: each next
+    # delivery must be claimed because the previous completion was written (which frees
+    # the endpoint's room), not because the poll came round.
+    sink = Sink()
+    await sink.start()
+    try:
+        cfg = fast_settings.model_copy(update={"delivery_poll_seconds": 60.0})
+        endpoint, secret = await make_endpoint(
+            committed, tenant, cfg, keyring, sink.url, max_in_flight=1
+        )
+        sink.secrets = [secret]
+        async with running_worker(cfg, committed, keyring):
+            await publish_widgets(committed, tenant, aggregates=5)
+            await eventually(
+                lambda: scalar(
+                    committed,
+                    "SELECT count(*) = 5 FROM deliveries WHERE subscriber_id = :e "
+                    "AND status = 'delivered'",
+                    e=endpoint,
+                ),
+                timeout=15,
+            )
+        assert len(sink.requests) == 5
+    finally:
+        await sink.stop()

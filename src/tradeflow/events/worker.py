@@ -91,9 +91,10 @@ class DeliveryWorker:
         self._failures = 0
         # Whether the next pass should run a claim of its own (beyond leasing what its
         # dispatch creates): set by what can make deliveries claimable without this
-        # worker's dispatch — a freed slot, another worker's dispatch, the polling backstop
-        # (retries coming due, expired leases), a failed pass. A new event alone does not:
-        # whichever worker dispatches it leases it, and announces what it left.
+        # worker's dispatch — written completions (they free endpoints' in-flight room),
+        # a freed slot, another worker's dispatch, the polling backstop (retries coming
+        # due, expired leases), a failed pass. A new event alone does not: whichever
+        # worker dispatches it leases it, and announces what it left.
         self._claim_due = True
         # The loop and the completion writer each keep a connection (see `pinned`).
         self._cycle_db = PinnedSession(db)
@@ -225,6 +226,7 @@ class DeliveryWorker:
                 )
             await session.commit()
         progressed = dispatched is not None and dispatched.events >= limit
+        got = len(claimed) + len(abandoned)
         if want <= 0 or self._draining:
             return progressed
         if abandoned:
@@ -236,7 +238,7 @@ class DeliveryWorker:
             await self._start(claimed, leased_at)
         # The claim saw whatever this dispatch created or promoted: only a full claim
         # (or a full dispatch) means more may be waiting right now.
-        return progressed or len(claimed) + len(abandoned) >= want
+        return progressed or got >= want
 
     async def _start(self, claimed: list[Claimed], leased_at: float) -> None:
         by_kind: dict[str, list[Claimed]] = {}
@@ -316,7 +318,9 @@ class DeliveryWorker:
             self._results = batch + self._results
             self._results_ready.set()
             raise
-        # A completion may unblock the next event of an aggregate: look again now.
+        # A completion frees its endpoint's in-flight room and may unblock the next event
+        # of an aggregate (promoted by the next dispatch): look again now.
+        self._claim_due = True
         self._wake.set()
 
     # -- wake-ups -------------------------------------------------------------------------------

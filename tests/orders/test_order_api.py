@@ -129,6 +129,32 @@ async def test_idempotent_replay_reuse_and_missing_key(client: AsyncClient, worl
     assert await count(world.db, "SELECT count(*) FROM orders") == 1
 
 
+async def test_the_key_is_looked_up_before_the_body_is_validated(
+    client: AsyncClient, world: World
+) -> None:
+    # A fresh key with an invalid body: the body's own errors, and the key stays free.
+    invalid = order_body(world, ("BOLT-1", 0))
+    refused = await place(client, world, invalid, key="early-1")
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "lines.0.quantity"
+    first = await place(client, world, order_body(world), key="early-1")
+    assert first.status_code == 201, first.text
+    # Once stored, the key answers before validation: the same body replays, and any other
+    # body (even an invalid one) is a reuse of the key, not a validation error.
+    replay = await place(client, world, order_body(world), key="early-1")
+    assert replay.status_code == 201
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == first.json()
+    reused = await place(client, world, invalid, key="early-1")
+    assert reused.status_code == 422
+    assert reused.json()["type"].endswith("/idempotency-key-reused")
+    # A malformed key is still refused after the body's own validation, as before.
+    bad_key = await place(client, world, invalid, key="bad\nkey")
+    assert bad_key.status_code == 422
+    assert bad_key.json()["errors"][0]["field"] == "lines.0.quantity"
+    assert await count(world.db, "SELECT count(*) FROM orders") == 1
+
+
 async def test_buyers_order_for_their_own_company_and_see_only_its_orders(
     client: AsyncClient, world: World
 ) -> None:

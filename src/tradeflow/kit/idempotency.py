@@ -257,6 +257,21 @@ async def claim(
     return Idempotency(session, tenant_id, caller, key, fp, request.method, path)
 
 
+async def claim_before_body(
+    request: Request, session: AsyncSession, *, tenant_id: uuid.UUID, caller: str
+) -> Idempotency | None:
+    """`claim` for a dependency, which FastAPI solves before it validates the body: a replay
+    then costs authentication and the one look-up, not the body's model validation.
+
+    Only a well-formed key is claimed here (None otherwise): a missing or malformed key is
+    the endpoint's `claim` to refuse, after the body's own validation errors, as before.
+    """
+    key = request.headers.get(HEADER)
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        return None
+    return await claim(request, session, tenant_id=tenant_id, caller=caller, required=True)
+
+
 def _text(value: Any) -> str:
     # The application's engine hands JSONB over as text; a bare driver connection decodes it.
     return value if isinstance(value, str) else json.dumps(value)

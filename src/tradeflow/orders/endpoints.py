@@ -12,13 +12,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tradeflow.identity.auth import TenantSession, require_scopes
 from tradeflow.identity.principal import Principal
-from tradeflow.kit.idempotency import claim
+from tradeflow.kit.idempotency import Idempotency, claim, claim_before_body
 from tradeflow.kit.openapi import problems
 from tradeflow.kit.pagination import Page, PageParams
 from tradeflow.orders import service, taxes
@@ -61,6 +61,15 @@ def _with_etag(order: OrderOut) -> JSONResponse:
     )
 
 
+async def _order_claim(
+    request: Request, principal: OrdersWrite, session: TenantSession
+) -> Idempotency | None:
+    # A dependency, so a replay answers before the body is validated into an OrderCreate.
+    return await claim_before_body(
+        request, session, tenant_id=principal.tenant_id, caller=service.caller_of(principal)
+    )
+
+
 # -- orders -------------------------------------------------------------------------------------
 @router.post(
     "/orders",
@@ -70,7 +79,11 @@ def _with_etag(order: OrderOut) -> JSONResponse:
     responses=problems(400, 401, 403, 409, 413, 422, 429),
 )
 async def create_order(
-    body: OrderCreate, request: Request, principal: OrdersWrite, session: TenantSession
+    body: OrderCreate,
+    request: Request,
+    principal: OrdersWrite,
+    session: TenantSession,
+    claimed: Annotated[Idempotency | None, Depends(_order_claim)],
 ) -> JSONResponse:
     """Place an order. Requires `Idempotency-Key`: a retry with the same key and body returns
     the stored response; the same key with another body is 422; while the first is running, 409.
@@ -79,7 +92,7 @@ async def create_order(
     limit the order is `pending_approval`, else `placed`. Invalid lines answer 422 with an
     `errors` list naming each field (`lines.<i>.sku`, `lines.<i>.quantity`, `currency`, …).
     """
-    idem = await claim(
+    idem = claimed or await claim(
         request,
         session,
         tenant_id=principal.tenant_id,

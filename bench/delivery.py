@@ -109,7 +109,7 @@ def run_sink(port: int, out: Path) -> None:
 
 
 # -- set-up ----
-async def seed(url: str, home: Path, sink_url: str) -> tuple[uuid.UUID, uuid.UUID]:
+async def seed(url: str, home: Path, sink_url: str, in_flight: int) -> tuple[uuid.UUID, uuid.UUID]:
     from tradeflow.config import load_settings
     from tradeflow.db import Database
     from tradeflow.identity import service as identity
@@ -130,7 +130,7 @@ async def seed(url: str, home: Path, sink_url: str) -> tuple[uuid.UUID, uuid.UUI
                 keyring=load_keyring(settings),
                 url=sink_url,
                 event_types=["bench.*"],
-                max_in_flight=256,
+                max_in_flight=in_flight,
             )
             await s.commit()
         return tenant.id, view.endpoint.id
@@ -179,15 +179,17 @@ async def publish(conn: Any, tenant: uuid.UUID, n: int, per_aggregate: int) -> l
     return ids
 
 
-def spawn_workers(url: str, home: Path, count: int) -> list[subprocess.Popen[bytes]]:
+def spawn_workers(
+    url: str, home: Path, count: int, in_flight: int
+) -> list[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "TRADEFLOW_DATABASE_URL": url,
         "TRADEFLOW_HOME": str(home),
         "TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE": "true",
-        "TRADEFLOW_DELIVERY_CONCURRENCY": "256",
+        "TRADEFLOW_DELIVERY_CONCURRENCY": str(in_flight),
         "TRADEFLOW_DELIVERY_BATCH_SIZE": "200",
-        "TRADEFLOW_DELIVERY_MAX_IN_FLIGHT_PER_ENDPOINT": "256",
+        "TRADEFLOW_DELIVERY_MAX_IN_FLIGHT_PER_ENDPOINT": str(in_flight),
         "TRADEFLOW_DELIVERY_POLL_SECONDS": "0.5",
         "TRADEFLOW_DELIVERY_FLUSH_SECONDS": "0.005",
         "TRADEFLOW_SCHEDULER_ENABLED": "false",
@@ -370,13 +372,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         from tradeflow.migrations import upgrade
 
         upgrade(url)
-        tenant, endpoint = await seed(url, home, f"http://127.0.0.1:{sink_port}/hook")
+        tenant, endpoint = await seed(
+            url, home, f"http://127.0.0.1:{sink_port}/hook", args.in_flight
+        )
         conn = await asyncpg.connect(plain(url))
 
         # Drain: a backlog first, then the workers.
         for _ in range(args.backlog // 1000):
             await publish(conn, tenant, 1000, per_aggregate=4)
-        workers = spawn_workers(url, home, args.workers)
+        workers = spawn_workers(url, home, args.workers, args.in_flight)
         # CPU per delivered event — the figure to compare while the machine is shared —
         # counted from the first delivery on, so the workers' start-up is left out.
         first: dict[str, Any] = {}
@@ -479,6 +483,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
         "--rates", type=lambda v: [int(x) for x in v.split(",")], default=[500, 1000, 2000]
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=256,
+        help="the endpoint's max_in_flight and each worker's concurrency (the drain's window)",
     )
     parser.add_argument(
         "--no-ceiling", action="store_true", help="skip the pgbench ceiling (while iterating)"

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.util import await_only
 
 from tradeflow.config import Settings
 
@@ -183,8 +184,20 @@ _ENTER_TENANT = "SELECT set_config('role', $1, true), set_config('app.tenant_id'
 
 def _enter_tenant(session: Session, role: str, tenant_id: str) -> None:
     connection = session.connection()
-    connection.exec_driver_sql(_ENTER_TENANT, (role, tenant_id))
-    session.info[_DRIVER] = (session.get_transaction(), connection.connection.driver_connection)
+    adapted: Any = connection.connection.dbapi_connection
+    driver: Any = connection.connection.driver_connection
+    start = getattr(adapted, "_start_transaction", None)
+    if start is None or not hasattr(adapted, "_transaction"):  # not SQLAlchemy's asyncpg adapter
+        connection.exec_driver_sql(_ENTER_TENANT, (role, tenant_id))
+    else:
+        # Straight on the driver: SQLAlchemy's execution context (cursor, result, events) cost
+        # ≈ 0.1 ms of CPU per request here, for a statement whose result nobody reads. The
+        # adapter's own BEGIN comes first, so the driver and SQLAlchemy agree that a
+        # transaction is open, and the session commits or rolls it back as usual.
+        if adapted._transaction is None:
+            await_only(start())
+        await_only(driver.fetchval(_ENTER_TENANT, role, tenant_id))
+    session.info[_DRIVER] = (session.get_transaction(), driver)
 
 
 async def driver_connection(session: AsyncSession) -> Any:

@@ -49,3 +49,32 @@ async def test_driver_statements_run_as_the_tenant(rolled_back: Database) -> Non
         assert row[0] == str(tenant_id)
         assert row[1] == rolled_back.app_role != row[2]
         assert await driver_connection(s) is conn  # remembered for the transaction
+
+
+async def test_a_tenant_sessions_settings_live_exactly_as_long_as_its_transaction(
+    committed: Database,
+) -> None:
+    tenant_id = uuid.uuid4()
+    for end in ("commit", "rollback"):
+        async with committed.tenant_session(tenant_id) as s:
+            # Set on the driver, seen by SQLAlchemy's statements: one transaction.
+            row = (
+                await s.execute(
+                    text("SELECT current_setting('app.tenant_id'), current_user, txid_current()")
+                )
+            ).one()
+            assert row[0] == str(tenant_id)
+            assert row[1] == committed.app_role
+            assert await (await driver_connection(s)).fetchval("SELECT txid_current()") == row[2]
+            await getattr(s, end)()
+            # The next transaction (and whoever gets the pooled connection) starts clean.
+            after = (
+                await s.execute(
+                    text(
+                        "SELECT coalesce(current_setting('app.tenant_id', true), ''),"
+                        " current_user = session_user"
+                    )
+                )
+            ).one()
+            assert after[0] == ""
+            assert after[1] is True

@@ -218,7 +218,10 @@ async def test_backend_killed_mid_transaction(
         for round_ in range(6):
             await eventually(lambda r=round_: len(sink.requests) >= 8 * (r + 1), timeout=30)
             # Terminate every other session on this database: the worker's claim, completion
-            # and LISTEN connections die wherever they are.
+            # and LISTEN connections die wherever they are. This test's own idle pooled
+            # connections die too: drop them first, so its queries run on live ones (the pool
+            # pings only connections idle for a while).
+            await committed.engine.dispose()
             kills += int(
                 await scalar(
                     committed,
@@ -228,6 +231,7 @@ async def test_backend_killed_mid_transaction(
                 )
                 or 0
             )
+        await committed.engine.dispose()
         await eventually(lambda: settled(committed, endpoint, len(ids)), timeout=60)
     (await verdict(committed, endpoint, ids, sink)).assert_clean()
     assert kills > 0

@@ -7,6 +7,10 @@ test that fails when the file and the code disagree.
 
 A breaking change to a payload is a new version (a new class with
 `version=2`); consumers see `version` on every event and in every webhook.
+Adding an optional field is not breaking: we publish with `extra="forbid"`
+(our own code cannot slip in a stray field), but the schemas we hand to
+consumers (`published_schema`) allow fields they do not know yet, and
+consumers are asked to ignore them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,30 @@ class EventPayload(BaseModel):
 
 
 EVENT_TYPES: dict[tuple[str, int], type[EventPayload]] = {}
+
+
+def published_schema(cls: type[EventPayload]) -> dict[str, Any]:
+    """The payload's JSON Schema as consumers get it: tolerant of fields added later.
+
+    Pydantic renders `extra="forbid"` as `additionalProperties: false`, which
+    would make a consumer validating against v1 reject a v1 event that gained an
+    optional field. Consumers must ignore unknown fields, so the published
+    schema says so.
+    """
+
+    def tolerant(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                key: tolerant(value)
+                for key, value in node.items()
+                if not (key == "additionalProperties" and value is False)
+            }
+        if isinstance(node, list):
+            return [tolerant(item) for item in node]
+        return node
+
+    result: dict[str, Any] = tolerant(cls.model_json_schema())
+    return result
 
 
 class UnknownEventType(LookupError):
@@ -136,7 +164,7 @@ def render_catalogue() -> str:
     for (name, version), cls in ordered:
         lines.append(f"| `{name}` | {version} | `{cls.AGGREGATE}` | {cls.DESCRIPTION} |")
     for (name, version), cls in ordered:
-        schema = cls.model_json_schema()
+        schema = published_schema(cls)
         lines += ["", f"### `{name}` v{version}", "", cls.DESCRIPTION or "", ""]
         lines.append("| field | type | required | description |")
         lines.append("|---|---|---|---|")

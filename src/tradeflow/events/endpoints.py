@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from tradeflow.events import service
 from tradeflow.events.auth import DeliveriesRead, DeliveriesWrite, EventsRead
-from tradeflow.events.catalogue import EVENT_TYPES, load_event_modules
+from tradeflow.events.catalogue import EVENT_TYPES, load_event_modules, published_schema
 from tradeflow.events.models import Delivery
 from tradeflow.events.repository import DeliveryFilter, EventsRepository, list_jobs
 from tradeflow.events.schemas import (
@@ -62,7 +62,7 @@ async def event_types(principal: EventsRead) -> list[EventTypeOut]:
             version=version,
             aggregate=cls.AGGREGATE,
             description=cls.DESCRIPTION,
-            payload_schema=cls.model_json_schema(),
+            payload_schema=published_schema(cls),
         )
         for (name, version), cls in sorted(EVENT_TYPES.items())
     ]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from events.faults import kill, settled, spawn_worker, verdict
+from events.faults import await_settled, kill, spawn_worker, verdict, worker_log
 from events.sink import Sink
 from events.support import FAST, eventually, make_tenant, running_worker, scalar
 from tradeflow.config import Settings
@@ -75,7 +75,10 @@ async def test_worker_sigkilled_mid_batch_three_times(
         proc = spawn_worker(settings, database_url, tmp_path)
         try:
             target = takeovers_before + 15 * (round_ + 1)
-            await eventually(lambda t=target: len(sink.requests) >= t, timeout=30)
+            try:
+                await eventually(lambda t=target: len(sink.requests) >= t, timeout=30)
+            except AssertionError as exc:
+                raise AssertionError(f"round {round_ + 1}: {exc}\n{worker_log(proc)}") from None
         finally:
             kill(proc, signal.SIGKILL)
     leased = await scalar(
@@ -85,14 +88,14 @@ async def test_worker_sigkilled_mid_batch_three_times(
     )
     proc = spawn_worker(settings, database_url, tmp_path)
     try:
-        await eventually(lambda: settled(committed, endpoint, len(ids)), timeout=60)
+        await await_settled(committed, endpoint, len(ids), procs=[proc])
     finally:
         kill(proc, signal.SIGTERM)
     result = await verdict(committed, endpoint, ids, sink)
     result.assert_clean()
     # The kills really happened mid-flight: leases were left behind and taken over.
     assert leased > 0
-    assert proc.returncode == 0
+    assert proc.returncode == 0, worker_log(proc)
 
 
 async def test_sink_500s_for_a_while_then_recovers(
@@ -104,7 +107,7 @@ async def test_sink_500s_for_a_while_then_recovers(
         ids = await publish_widgets(committed, tenant, aggregates=10, per_aggregate=5)
         await eventually(lambda: len(sink.requests) >= 30)
         sink.mode = "ok"
-        await eventually(lambda: settled(committed, endpoint, len(ids)), timeout=60)
+        await await_settled(committed, endpoint, len(ids))
     (await verdict(committed, endpoint, ids, sink)).assert_clean()
     assert any(r.status == 500 for r in sink.requests)
 
@@ -138,7 +141,7 @@ async def test_sink_times_out_then_refuses_connections(
             timeout=30,
         )
         await sink.listen()
-        await eventually(lambda: settled(committed, endpoint, len(ids)), timeout=60)
+        await await_settled(committed, endpoint, len(ids))
     (await verdict(committed, endpoint, ids, sink)).assert_clean()
 
 
@@ -164,7 +167,7 @@ async def test_sink_slower_than_the_lease(
             timeout=30,
         )
         sink.mode = "ok"
-        await eventually(lambda: settled(committed, endpoint, len(ids)), timeout=60)
+        await await_settled(committed, endpoint, len(ids))
     (await verdict(committed, endpoint, ids, sink)).assert_clean()
 
 
@@ -201,7 +204,7 @@ async def test_manual_redelivery_while_a_retry_is_due(
                 await service.redeliver(s, tenant, did)
                 await service.redeliver(s, tenant, did)  # twice: still one message in flight
             await s.commit()
-        await eventually(lambda: settled(committed, endpoint, len(ids)), timeout=30)
+        await await_settled(committed, endpoint, len(ids))
     result = await verdict(committed, endpoint, ids, sink)
     result.assert_clean()
     assert result.resent == 0
@@ -232,7 +235,7 @@ async def test_backend_killed_mid_transaction(
                 or 0
             )
         await committed.engine.dispose()
-        await eventually(lambda: settled(committed, endpoint, len(ids)), timeout=60)
+        await await_settled(committed, endpoint, len(ids))
     (await verdict(committed, endpoint, ids, sink)).assert_clean()
     assert kills > 0
 
@@ -283,5 +286,5 @@ async def test_postgres_restarted_mid_run(
         )
         # Events committed after the restart are delivered too.
         ids += await publish_widgets(db, tenant, aggregates=2, per_aggregate=3)
-        await eventually(lambda: settled(db, endpoint, len(ids)), timeout=60)
+        await await_settled(db, endpoint, len(ids))
     (await verdict(db, endpoint, ids, sink)).assert_clean()

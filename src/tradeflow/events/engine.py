@@ -326,17 +326,24 @@ async def claim_batch(
 _RELEASE = text(
     """
     UPDATE deliveries d
-    SET leased_until = NULL, lease_owner = NULL, next_attempt_at = now()
+    SET leased_until = NULL, lease_owner = NULL,
+        next_attempt_at = now() + make_interval(secs => :delay)
     FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[])) AS u(id, token)
     WHERE d.id = u.id AND d.claims = u.token AND d.status = 'pending'
     """
 )
 
 
-async def release(session: AsyncSession, items: Sequence[Claimed]) -> None:
-    """Give leases back unattempted (shutdown, or too little lease left to start safely)."""
+async def release(session: AsyncSession, items: Sequence[Claimed], *, delay: float = 0.0) -> None:
+    """Give leases back unattempted (shutdown, too little lease left to start safely, or a
+    batch that could not start), due again after `delay` seconds. No attempt is counted:
+    the next claim is not a takeover."""
     if items:
         await session.execute(
             _RELEASE,
-            {"ids": [i.delivery_id for i in items], "tokens": [i.token for i in items]},
+            {
+                "ids": [i.delivery_id for i in items],
+                "tokens": [i.token for i in items],
+                "delay": delay,
+            },
         )

@@ -14,7 +14,7 @@ themselves when their module is imported (`load_plugins`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -133,8 +133,15 @@ class Transport(Protocol):
     kind: str
     uses_breaker: bool  # remote subscribers trip a circuit breaker; handlers do not
 
-    async def prepare(self, items: Sequence[Claimed]) -> None:
-        """Load what the batch needs (e.g. endpoint URLs and secrets) in one go."""
+    async def prepare(self, items: Sequence[Claimed]) -> Mapping[uuid.UUID, str] | None:
+        """Load what the batch needs (e.g. endpoint URLs and secrets) in one go.
+
+        Returns, for each subscriber that cannot be served (say its secret does not
+        decrypt), why: each of its deliveries gets a failed attempt with that reason and
+        follows the retry schedule. Raises when the batch as a whole cannot start (say
+        the database is unreachable): the worker hands the leases back without counting
+        an attempt, due again after a short backoff.
+        """
 
     async def deliver(self, item: Claimed) -> AttemptResult: ...
 

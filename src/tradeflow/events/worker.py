@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -89,6 +89,7 @@ class DeliveryWorker:
         self._in_flight: dict[uuid.UUID, tuple[asyncio.Task[None], Claimed]] = {}
         self._draining = False
         self._failures = 0
+        self._start_failures: dict[str, int] = {}  # consecutive failed batch starts, by kind
         # Whether the next pass should run a claim of its own (beyond leasing what its
         # dispatch creates): set by what can make deliveries claimable without this
         # worker's dispatch — written completions (they free endpoints' in-flight room),
@@ -244,14 +245,79 @@ class DeliveryWorker:
         by_kind: dict[str, list[Claimed]] = {}
         for item in claimed:
             by_kind.setdefault(item.subscriber_kind, []).append(item)
+        # Leases already committed: whatever cannot start must not be left to expire,
+        # since a takeover counts as a used attempt although nothing was sent.
+        skipped: set[uuid.UUID] = set()
         for kind, items in by_kind.items():
-            await self.transports[kind].prepare(items)
+            try:
+                refused = await self.transports[kind].prepare(items)
+            except Exception as exc:
+                skipped.update(i.delivery_id for i in items)
+                await self._start_failed(kind, items, exc)
+                continue
+            self._start_failures.pop(kind, None)
+            if refused:
+                unserved = [i for i in items if i.subscriber_id in refused]
+                skipped.update(i.delivery_id for i in unserved)
+                self._setup_failed(unserved, refused)
         # The lease is counted from before the claim statement was sent, so this
         # deadline is never later than the one other workers see in the database.
         deadline = leased_at + self.settings.delivery_lease_seconds
         for item in claimed:
+            if item.delivery_id in skipped:
+                continue
             task = asyncio.create_task(self._attempt(item, deadline))
             self._in_flight[item.delivery_id] = (task, item)
+
+    async def _start_failed(self, kind: str, items: list[Claimed], exc: Exception) -> None:
+        """A transport could not start a batch (e.g. a database error loading endpoints):
+        hand the leases back now, uncounted, due again after a backoff that grows while
+        the failure persists (so it does not spin)."""
+        n = self._start_failures[kind] = self._start_failures.get(kind, 0) + 1
+        delay = min(0.2 * 2 ** (n - 1), _BACKOFF_MAX)
+        subscribers = sorted({str(i.subscriber_id) for i in items})
+        log.error(
+            "delivery_start_failed",
+            kind=kind,
+            subscribers=subscribers,
+            deliveries=len(items),
+            error=repr(exc),
+            retry_in=delay,
+        )
+        try:
+            async with self.db.system_session() as session:
+                await engine.release(session, items, delay=delay)
+                await session.commit()
+        except Exception as release_exc:
+            # Nothing more to do here: the leases expire and are taken over.
+            log.error(
+                "delivery_release_failed",
+                kind=kind,
+                subscribers=subscribers,
+                error=repr(release_exc),
+            )
+        self._claim_due = True
+
+    def _setup_failed(self, items: list[Claimed], reasons: Mapping[uuid.UUID, str]) -> None:
+        """Subscribers the transport cannot serve (e.g. a secret that does not decrypt):
+        a failed attempt for each delivery, so they follow the retry schedule and show in
+        the delivery log."""
+        now = utcnow()
+        for subscriber_id in sorted({i.subscriber_id for i in items}):
+            log.error(
+                "delivery_setup_failed",
+                subscriber_id=str(subscriber_id),
+                error=reasons[subscriber_id],
+                deliveries=sum(1 for i in items if i.subscriber_id == subscriber_id),
+            )
+        for item in items:
+            result = AttemptResult(
+                outcome="failure",
+                error=f"setup_failed: {reasons[item.subscriber_id]}",
+                started_at=now,
+            )
+            self._results.append(completion.Completion(item, result, self.name))
+        self._results_ready.set()
 
     async def _attempt(self, item: Claimed, deadline: float) -> None:
         transport = self.transports[item.subscriber_kind]

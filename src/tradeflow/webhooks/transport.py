@@ -31,6 +31,7 @@ from tradeflow.events.registry import (
     TransportDeps,
     register_transport,
 )
+from tradeflow.kit.keyring import DecryptionError
 from tradeflow.kit.time import isoformat, utcnow
 from tradeflow.webhooks import signing
 from tradeflow.webhooks.models import WebhookEndpoint
@@ -102,7 +103,7 @@ class WebhookTransport:
         self._keyring = deps.keyring
         self._settings = deps.settings
         self._targets: dict[uuid.UUID, _Target] = {}
-        self._plaintexts: dict[str, str] = {}
+        self._plaintexts: dict[tuple[uuid.UUID, str], str] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -122,15 +123,21 @@ class WebhookTransport:
         return self._session
 
     def _decrypt(self, endpoint_id: uuid.UUID, token: str) -> str:
-        plain = self._plaintexts.get(token)
+        # Keyed on the endpoint too: a ciphertext copied onto another row must fail its
+        # AAD check there, not be served from the cache.
+        plain = self._plaintexts.get((endpoint_id, token))
         if plain is None:
             plain = self._keyring.decrypt_str(token, aad=aad_for(endpoint_id))
-            self._plaintexts[token] = plain
+            self._plaintexts[(endpoint_id, token)] = plain
         return plain
 
-    async def prepare(self, items: Sequence[Claimed]) -> None:
+    async def prepare(self, items: Sequence[Claimed]) -> dict[uuid.UUID, str] | None:
         """Load URL and secrets of the batch's endpoints not loaded in the last
-        `TARGET_TTL_SECONDS` (so a steady stream of small batches costs no query each)."""
+        `TARGET_TTL_SECONDS` (so a steady stream of small batches costs no query each).
+
+        An endpoint whose secret does not decrypt or whose row is gone is reported, not
+        raised: its deliveries get a failed attempt, the others go ahead. A database
+        error raises (the worker hands the whole batch back)."""
         fresh_after = time.monotonic() - TARGET_TTL_SECONDS
         ids = [
             sid
@@ -138,7 +145,7 @@ class WebhookTransport:
             if (t := self._targets.get(sid)) is None or t.loaded_at < fresh_after
         ]
         if not ids:
-            return
+            return None
         now = utcnow()
         loaded_at = time.monotonic()
         async with self._db.system_session() as session:
@@ -147,19 +154,30 @@ class WebhookTransport:
                 .scalars()
                 .all()
             )
+        refused: dict[uuid.UUID, str] = {}
         for row in rows:
-            secrets = [self._decrypt(row.id, row.secret_ciphertext)]
-            if (
-                row.previous_secret_ciphertext
-                and row.previous_secret_expires_at
-                and row.previous_secret_expires_at > now
-            ):
-                secrets.append(self._decrypt(row.id, row.previous_secret_ciphertext))
-            keys = tuple(signing.secret_bytes(s) for s in secrets)
+            try:
+                secrets = [self._decrypt(row.id, row.secret_ciphertext)]
+                if (
+                    row.previous_secret_ciphertext
+                    and row.previous_secret_expires_at
+                    and row.previous_secret_expires_at > now
+                ):
+                    secrets.append(self._decrypt(row.id, row.previous_secret_ciphertext))
+                keys = tuple(signing.secret_bytes(s) for s in secrets)
+            except (DecryptionError, ValueError) as exc:
+                # Not cached: a key ring fixed by a restart or a rotated secret is
+                # picked up by the next attempt.
+                self._targets.pop(row.id, None)
+                what = "decrypted" if isinstance(exc, DecryptionError) else "decoded"
+                refused[row.id] = f"the endpoint's signing secret cannot be {what} ({exc})"
+                continue
             url = URL(row.url)
             self._targets[row.id] = _Target(url, keys, loaded_at, self._literal_refused(url))
         for gone in set(ids) - {row.id for row in rows}:
             self._targets.pop(gone, None)
+            refused[gone] = "webhook endpoint no longer exists"
+        return refused or None
 
     def _literal_refused(self, url: URL) -> str | None:
         """The guard's verdict on an IP-literal host (aiohttp connects to those without

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -539,20 +541,60 @@ async def statement_costs(db: Any, tenant_id: uuid.UUID, n: int = 2000) -> dict[
 
 
 # -- main -------------------------------------------------------------------------------------
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class Served:
+    """A private PostgreSQL, a seeded tenant and `tradeflow api` on a free port."""
+
+    home: Path
+    server: Any
+    url: str
+    seeded: dict[str, Any]
+    port: int
+    api: subprocess.Popen[bytes] | None
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.seeded['token']}"}
+
+    def stop_api(self) -> None:
+        if self.api is not None:
+            os.killpg(self.api.pid, signal.SIGTERM)
+            self.api.wait(timeout=30)
+            self.api = None
+
+
+@contextlib.asynccontextmanager
+async def serving_api(api_workers: int) -> AsyncIterator[Served]:
     home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
     server_url, server = start_server(home)
     url = create_database(server_url)
-    api: subprocess.Popen[bytes] | None = None
+    served: Served | None = None
     try:
         from tradeflow.migrations import upgrade
 
         upgrade(url)
         seeded = await seed(url, home)
         port = free_port()
-        api = start_api(url, home, port, args.api_workers)
+        served = Served(home, server, url, seeded, port, start_api(url, home, port, api_workers))
         await wait_ready(port)
-        auth = {"Authorization": f"Bearer {seeded['token']}"}
+        yield served
+    finally:
+        if served is not None:
+            served.stop_api()
+        drop_database(server_url, url)
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    async with serving_api(args.api_workers) as served:
+        home, server, url, seeded, port = (
+            served.home, served.server, served.url, served.seeded, served.port
+        )  # fmt: skip
+        api = served.api
+        assert api is not None
+        auth = served.auth
         body = json.dumps(
             {
                 "customer_id": seeded["customer_id"],
@@ -585,9 +627,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             return "POST", "/v1/orders", body, {**auth, "Idempotency-Key": f"{run_id}-{n}-{i % 50}"}
 
         replayed = await load(port, args.connections, max(5, args.seconds / 3), replay, warmup=1)
-        api.send_signal(signal.SIGTERM)
-        api.wait(timeout=30)
-        api = None
+        served.stop_api()
         ceiling = pgbench(
             url, seeded["tenant_id"], seeded["customer_id"], args.connections, int(args.seconds)
         )
@@ -621,32 +661,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "load_average_1m": round(os.getloadavg()[0], 2),
         }
-    finally:
-        if api is not None:
-            os.killpg(api.pid, signal.SIGTERM)
-            api.wait(timeout=30)
-        drop_database(server_url, url)
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 async def server_overhead(args: argparse.Namespace) -> dict[str, Any]:
     """API CPU per request of each kind under `tradeflow api`, one kind at a time: the real
     server's side of the in-process breakdown (same requests, plus uvicorn and the sockets)."""
-    home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
-    server_url, server = start_server(home)
-    url = create_database(server_url)
-    api: subprocess.Popen[bytes] | None = None
-    try:
-        from tradeflow.migrations import upgrade
-
-        upgrade(url)
-        seeded = await seed(url, home)
-        port = free_port()
-        api = start_api(url, home, port, args.api_workers)
-        await wait_ready(port)
-        auth = {"Authorization": f"Bearer {seeded['token']}"}
+    async with serving_api(args.api_workers) as served:
+        seeded, port, api, auth = served.seeded, served.port, served.api, served.auth
+        assert api is not None
         body = json.dumps(
             {
                 "customer_id": seeded["customer_id"],
@@ -679,14 +701,6 @@ async def server_overhead(args: argparse.Namespace) -> dict[str, Any]:
         out["api_workers"] = args.api_workers
         out["load_average_1m"] = round(os.getloadavg()[0], 2)
         return out
-    finally:
-        if api is not None:
-            os.killpg(api.pid, signal.SIGTERM)
-            api.wait(timeout=30)
-        drop_database(server_url, url)
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:

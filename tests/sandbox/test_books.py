@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 
+from sandbox.support import charge, key
 from tradeflow.payments.processors.sandbox import SandboxConfig, SandboxProcessor
 from tradeflow.sandbox.control import SandboxControl
 from tradeflow.sandbox.process import SandboxProcess
 
 
-@pytest.fixture
-async def account(control: SandboxControl) -> dict[str, Any]:
-    return await control.create_account(webhook_url=None)
-
-
-@pytest.fixture
-async def api(
-    sandbox_proc: SandboxProcess, account: dict[str, Any]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=sandbox_proc.api_url,
-        headers={"authorization": f"Bearer {account['api_key']}"},
-        timeout=10,
-    ) as client:
-        yield client
-
-
-def _key() -> dict[str, str]:
-    return {"idempotency-key": uuid.uuid4().hex}
-
-
-def _charge(amount: int = 1000, **kw: Any) -> dict[str, Any]:
-    return {"amount": amount, "currency": "EUR", "payment_method": "pm_sandbox_ok", **kw}
-
-
 async def test_void_cancels_an_uncaptured_authorisation_once(
     api: httpx.AsyncClient, control: SandboxControl, account: dict[str, Any]
 ) -> None:
-    auth = (await api.post("/v1/charges", json=_charge(capture=False), headers=_key())).json()
-    headers = _key()
+    auth = (await api.post("/v1/charges", json=charge(capture=False), headers=key())).json()
+    headers = key()
     first = await api.post(f"/v1/charges/{auth['id']}/void", json={}, headers=headers)
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "canceled"
@@ -52,13 +25,13 @@ async def test_void_cancels_an_uncaptured_authorisation_once(
     replay = await api.post(f"/v1/charges/{auth['id']}/void", json={}, headers=headers)
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.json() == first.json()
-    other_key = await api.post(f"/v1/charges/{auth['id']}/void", json={}, headers=_key())
+    other_key = await api.post(f"/v1/charges/{auth['id']}/void", json={}, headers=key())
     assert other_key.status_code == 200
     assert other_key.json()["version"] == 2  # already void: nothing changed
-    capture = await api.post(f"/v1/charges/{auth['id']}/captures", json={}, headers=_key())
+    capture = await api.post(f"/v1/charges/{auth['id']}/captures", json={}, headers=key())
     assert capture.status_code == 409
-    captured = (await api.post("/v1/charges", json=_charge(), headers=_key())).json()
-    refused = await api.post(f"/v1/charges/{captured['id']}/void", json={}, headers=_key())
+    captured = (await api.post("/v1/charges", json=charge(), headers=key())).json()
+    refused = await api.post(f"/v1/charges/{captured['id']}/void", json={}, headers=key())
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "charge_not_cancelable"
     assert "charge.canceled" in [w["type"] for w in await control.webhooks(account["id"])]
@@ -72,14 +45,12 @@ async def test_balance_transactions_list_captures_refunds_and_fees_in_pages(
 ) -> None:
     assert (account["fee_bps"], account["fee_fixed_minor"]) == (290, 30)
     auth = (
-        await api.post(
-            "/v1/charges", json=_charge(capture=False, reference="pay-1"), headers=_key()
-        )
+        await api.post("/v1/charges", json=charge(capture=False, reference="pay-1"), headers=key())
     ).json()
     url = f"/v1/charges/{auth['id']}/captures"
-    await api.post(url, json={"amount": 500}, headers=_key())
-    await api.post(url, json={}, headers=_key())
-    await api.post("/v1/refunds", json={"charge": auth["id"], "amount": 200}, headers=_key())
+    await api.post(url, json={"amount": 500}, headers=key())
+    await api.post(url, json={}, headers=key())
+    await api.post("/v1/refunds", json={"charge": auth["id"], "amount": 200}, headers=key())
     told = len(await control.webhooks(account["id"]))
     behind = await control.charge_directly(account["id"], amount=777, currency="EUR")
     assert behind["status"] == "captured"

@@ -4,7 +4,6 @@ signed asynchronous webhooks — tested over HTTP against the real child process
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from payments.support import Recorder, eventually, serving
+from sandbox.support import charge, key
 from tradeflow.sandbox.control import SandboxControl
 from tradeflow.sandbox.process import SandboxProcess
 
@@ -22,31 +22,6 @@ async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
     rec = Recorder()
     async with serving(rec.app()) as url:
         yield rec, f"{url}/hook"
-
-
-@pytest.fixture
-async def account(control: SandboxControl) -> dict[str, Any]:
-    return await control.create_account(webhook_url=None)
-
-
-@pytest.fixture
-async def api(
-    sandbox_proc: SandboxProcess, account: dict[str, Any]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=sandbox_proc.api_url,
-        headers={"authorization": f"Bearer {account['api_key']}"},
-        timeout=10,
-    ) as client:
-        yield client
-
-
-def charge(amount: int = 1000, **kw: Any) -> dict[str, Any]:
-    return {"amount": amount, "currency": "EUR", "payment_method": "pm_sandbox_ok", **kw}
-
-
-def key() -> dict[str, str]:
-    return {"idempotency-key": uuid.uuid4().hex}
 
 
 async def test_charge_is_idempotent_per_key(

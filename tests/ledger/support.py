@@ -93,6 +93,21 @@ async def post(
     return result
 
 
+def by_code(entry: object) -> dict[str, tuple[int, int]]:
+    """An entry's debits and credits summed per account code."""
+    out: dict[str, tuple[int, int]] = {}
+    for line in entry.lines:  # type: ignore[attr-defined]
+        d, c = out.get(line.account_code, (0, 0))
+        out[line.account_code] = (d + line.debit_minor, c + line.credit_minor)
+    return out
+
+
+async def read_entry(db: Database, tenant: uuid.UUID, entry_id: uuid.UUID | None) -> object:
+    assert entry_id is not None
+    async with db.tenant_session(tenant) as s:
+        return await service.get_entry(s, tenant_id=tenant, entry_id=entry_id)
+
+
 async def rows(db: Database, sql: str, **params: Any) -> list[Any]:
     async with db.system_session() as s:
         return list((await s.execute(text(sql), params)).all())

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from ledger.support import invoice_payload, payment_payload, post, rows
+from ledger.support import by_code, invoice_payload, payment_payload, post, read_entry, rows
 from tradeflow.db import Database
 from tradeflow.kit.ids import uuid7
 from tradeflow.kit.pagination import PageRequest
@@ -20,27 +20,13 @@ from tradeflow.ledger.errors import (
 from tradeflow.ledger.repository import EntryFilters
 
 
-def _by_code(entry: object) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for line in entry.lines:  # type: ignore[attr-defined]
-        d, c = out.get(line.account_code, (0, 0))
-        out[line.account_code] = (d + line.debit_minor, c + line.credit_minor)
-    return out
-
-
-async def _entry(db: Database, tenant: uuid.UUID, entry_id: uuid.UUID | None) -> object:
-    assert entry_id is not None
-    async with db.tenant_session(tenant) as s:
-        return await service.get_entry(s, tenant_id=tenant, entry_id=entry_id)
-
-
 async def test_invoice_books_receivable_revenue_and_tax(books: Database, tenant: uuid.UUID) -> None:
     customer = uuid.uuid4()
     payload = invoice_payload(customer_id=customer, total=12_100, tax=2_100)
     result = await post(books, tenant, "invoice.issued", payload)
     assert result.created
-    entry = await _entry(books, tenant, result.entry_id)
-    assert _by_code(entry) == {"1100": (12_100, 0), "4000": (0, 10_000), "2100": (0, 2_100)}
+    entry = await read_entry(books, tenant, result.entry_id)
+    assert by_code(entry) == {"1100": (12_100, 0), "4000": (0, 10_000), "2100": (0, 2_100)}
     assert entry.currency == "EUR"  # type: ignore[attr-defined]
     assert entry.refs["invoice_id"] == payload["invoice_id"]  # type: ignore[attr-defined]
     assert entry.total_minor == 12_100  # type: ignore[attr-defined]
@@ -73,8 +59,8 @@ async def test_payment_with_fee_clears_the_receivable(books: Database, tenant: u
         "payment.captured",
         payment_payload(invoice_id=invoice["invoice_id"], amount=10_000, fee=290),
     )
-    entry = await _entry(books, tenant, paid.entry_id)
-    assert _by_code(entry) == {"1050": (9_710, 0), "6100": (290, 0), "1100": (0, 10_000)}
+    entry = await read_entry(books, tenant, paid.entry_id)
+    assert by_code(entry) == {"1050": (9_710, 0), "6100": (290, 0), "1100": (0, 10_000)}
     async with books.tenant_session(tenant) as s:
         balance = await service.customer_balance(s, tenant_id=tenant, customer_id=customer)
     assert [(b.currency, b.balance_minor) for b in balance.balances] == [("EUR", 0)]
@@ -89,7 +75,7 @@ async def test_bank_transfer_goes_to_cash(books: Database, tenant: uuid.UUID) ->
         "payment.captured",
         payment_payload(invoice_id=invoice["invoice_id"], amount=700, method="bank_transfer"),
     )
-    assert _by_code(await _entry(books, tenant, paid.entry_id)) == {
+    assert by_code(await read_entry(books, tenant, paid.entry_id)) == {
         "1000": (700, 0),
         "1100": (0, 700),
     }
@@ -104,7 +90,7 @@ async def test_fee_larger_than_payment_still_balances(books: Database, tenant: u
         "payment.captured",
         payment_payload(invoice_id=invoice["invoice_id"], amount=10, fee=30),
     )
-    assert _by_code(await _entry(books, tenant, paid.entry_id)) == {
+    assert by_code(await read_entry(books, tenant, paid.entry_id)) == {
         "6100": (30, 0),
         "1050": (0, 20),
         "1100": (0, 10),
@@ -126,8 +112,8 @@ async def test_refund_debits_refunds(books: Database, tenant: uuid.UUID) -> None
     await post(books, tenant, "invoice.issued", invoice)
     refund = payment_payload(invoice_id=invoice["invoice_id"], amount=1_500)
     result = await post(books, tenant, "refund.succeeded", refund)
-    entry = await _entry(books, tenant, result.entry_id)
-    assert _by_code(entry) == {"4100": (1_500, 0), "1050": (0, 1_500)}
+    entry = await read_entry(books, tenant, result.entry_id)
+    assert by_code(entry) == {"4100": (1_500, 0), "1050": (0, 1_500)}
     assert all(line.customer_id == customer for line in entry.lines)  # type: ignore[attr-defined]
 
 
@@ -173,8 +159,8 @@ async def test_reversal_mirrors_the_entry_once(books: Database, tenant: uuid.UUI
         await s.commit()
     assert reversal.kind == "reversal"
     assert reversal.reverses_entry_id == original.entry_id
-    assert _by_code(reversal) == {"1100": (0, 1_210), "4000": (1_000, 0), "2100": (210, 0)}
-    reread = await _entry(books, tenant, original.entry_id)
+    assert by_code(reversal) == {"1100": (0, 1_210), "4000": (1_000, 0), "2100": (210, 0)}
+    reread = await read_entry(books, tenant, original.entry_id)
     assert reread.reversed_by_entry_id == reversal.id  # type: ignore[attr-defined]
     async with books.tenant_session(tenant) as s:
         with pytest.raises(EntryAlreadyReversed):

@@ -6,25 +6,11 @@ import uuid
 
 import pytest
 
-from ledger.support import invoice_payload, payment_payload, post
+from ledger.support import by_code, invoice_payload, payment_payload, post, read_entry
 from tradeflow.db import Database
 from tradeflow.ledger import service
 from tradeflow.ledger.errors import PostingDeferred
 from tradeflow.ledger.rules import InvoiceTax, refund_tax
-
-
-def _by_code(entry: object) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for line in entry.lines:  # type: ignore[attr-defined]
-        d, c = out.get(line.account_code, (0, 0))
-        out[line.account_code] = (d + line.debit_minor, c + line.credit_minor)
-    return out
-
-
-async def _entry(db: Database, tenant: uuid.UUID, entry_id: uuid.UUID | None) -> object:
-    assert entry_id is not None
-    async with db.tenant_session(tenant) as s:
-        return await service.get_entry(s, tenant_id=tenant, entry_id=entry_id)
 
 
 async def _balances(db: Database, tenant: uuid.UUID) -> dict[str, int]:
@@ -62,8 +48,8 @@ async def test_voided_invoice_reverses_receivable_revenue_and_tax(
     await post(books, tenant, "invoice.issued", invoice)
     result = await post(books, tenant, "invoice.voided", voided)
     assert result.created
-    entry = await _entry(books, tenant, result.entry_id)
-    assert _by_code(entry) == {"1100": (0, 12_100), "4000": (10_000, 0), "2100": (2_100, 0)}
+    entry = await read_entry(books, tenant, result.entry_id)
+    assert by_code(entry) == {"1100": (0, 12_100), "4000": (10_000, 0), "2100": (2_100, 0)}
     assert entry.refs["invoice_id"] == invoice["invoice_id"]  # type: ignore[attr-defined]
     assert all(line.customer_id == customer for line in entry.lines)  # type: ignore[attr-defined]
     balances = await _balances(books, tenant)
@@ -85,8 +71,8 @@ async def test_refunds_split_tax_back_out_until_the_whole_tax_is_returned(
         invoice_id=invoice["invoice_id"], amount=400, payment_id=payment["payment_id"]
     )
     first = await post(books, tenant, "refund.succeeded", refund)
-    entry = await _entry(books, tenant, first.entry_id)
-    assert _by_code(entry) == {"4100": (333, 0), "2100": (67, 0), "1050": (0, 400)}
+    entry = await read_entry(books, tenant, first.entry_id)
+    assert by_code(entry) == {"4100": (333, 0), "2100": (67, 0), "1050": (0, 400)}
     for _ in range(2):
         await post(books, tenant, "refund.succeeded", {**refund, "refund_id": str(uuid.uuid4())})
     balances = await _balances(books, tenant)
@@ -103,7 +89,7 @@ async def test_a_refund_waits_for_its_invoice_to_be_booked(
     with pytest.raises(PostingDeferred):
         await post(books, tenant, "refund.succeeded", refund)
     await post(books, tenant, "invoice.issued", invoice)
-    entry = await _entry(
+    entry = await read_entry(
         books, tenant, (await post(books, tenant, "refund.succeeded", refund)).entry_id
     )
-    assert _by_code(entry)["2100"] == (100, 0)
+    assert by_code(entry)["2100"] == (100, 0)

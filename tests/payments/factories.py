@@ -86,3 +86,17 @@ async def pay(
         json=payload,
         headers={**(headers or world.staff), "Idempotency-Key": key or uuid.uuid4().hex},
     )
+
+
+async def authorized_behind_slow_processor(
+    client: AsyncClient, world: World, sandbox: SandboxProcess, control: SandboxControl
+) -> tuple[Merchant, dict[str, Any]]:
+    """A manual-capture payment, authorised; from then on the sandbox answers after our
+    0.5 s timeout (it still commits what it is asked)."""
+    merchant = await connect_sandbox(client, world, sandbox, control, timeout=0.5)
+    order = await invoiced_order(client, world)
+    payment: dict[str, Any] = (
+        await pay(client, world, order["invoice_id"], capture_method="manual")
+    ).json()
+    await control.set_faults(merchant.account_id, delay_after_commit_seconds=2)
+    return merchant, payment

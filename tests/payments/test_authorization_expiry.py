@@ -7,7 +7,12 @@ from datetime import timedelta
 from httpx import AsyncClient
 
 from orders.factories import World
-from payments.factories import Merchant, connect_sandbox, invoiced_order, pay
+from payments.factories import (
+    Merchant,
+    authorized_behind_slow_processor,
+    invoiced_order,
+    pay,
+)
 from payments.support import eventually, rows
 from tradeflow.config import Settings
 from tradeflow.db import Database
@@ -32,6 +37,24 @@ async def _events(db: Database, payment_id: str) -> list[tuple[str, str | None]]
         p=payment_id,
     )
     return [(r[0], r[1]) for r in found]
+
+
+EXPIRY_EVENTS = [
+    ("payment.intent_created", None),
+    ("payment.authorized", None),
+    ("payment.canceled", "authorization_expired"),
+]
+
+
+async def _assert_voided_for_expiry(events_db: Database, db: Database, payment_id: str) -> None:
+    """The payment's events end in an expiry cancel, after one authorise and one void."""
+    assert await _events(events_db, payment_id) == EXPIRY_EVENTS
+    ops = await rows(
+        db,
+        "SELECT kind, status FROM processor_operations WHERE payment_id = :p ORDER BY id",
+        p=payment_id,
+    )
+    assert [tuple(o) for o in ops] == [("authorize", "succeeded"), ("void", "succeeded")]
 
 
 def test_the_job_is_registered_with_a_seven_day_default(settings: Settings) -> None:
@@ -64,17 +87,7 @@ async def test_an_authorisation_left_past_a_short_window_is_voided_by_the_job(
     assert voided["amount_capturable_minor"] == 0
     charge = (await merchant.charges())[0]
     assert charge["status"] == "canceled"
-    assert await _events(world.db, payment["id"]) == [
-        ("payment.intent_created", None),
-        ("payment.authorized", None),
-        ("payment.canceled", "authorization_expired"),
-    ]
-    ops = await rows(
-        rolled_back,
-        "SELECT kind, status FROM processor_operations WHERE payment_id = :p ORDER BY id",
-        p=payment["id"],
-    )
-    assert [tuple(o) for o in ops] == [("authorize", "succeeded"), ("void", "succeeded")]
+    await _assert_voided_for_expiry(world.db, rolled_back, payment["id"])
     # Once only: nothing left to void; capturing is refused; the invoice can be paid again.
     await void_expired_authorizations(ctx)
     again_ops = await rows(
@@ -135,10 +148,7 @@ async def test_a_void_that_times_out_is_resolved_by_asking_the_processor(
     rolled_back: Database,
     keyring: Keyring,
 ) -> None:
-    merchant = await connect_sandbox(client, world, sandbox_proc, sandbox, timeout=0.5)
-    order = await invoiced_order(client, world)
-    payment = (await pay(client, world, order["invoice_id"], capture_method="manual")).json()
-    await sandbox.set_faults(merchant.account_id, delay_after_commit_seconds=2)
+    merchant, payment = await authorized_behind_slow_processor(client, world, sandbox_proc, sandbox)
     report = await expire_authorizations(
         rolled_back, keyring, older_than=timedelta(0), now=utcnow() + timedelta(seconds=1)
     )
@@ -154,11 +164,7 @@ async def test_a_void_that_times_out_is_resolved_by_asking_the_processor(
     assert "succeeded" in resolved.outcomes.values()
     got = (await client.get(f"/v1/payments/{payment['id']}", headers=world.staff)).json()
     assert (got["status"], got["failure_code"]) == ("canceled", "authorization_expired")
-    assert await _events(world.db, payment["id"]) == [
-        ("payment.intent_created", None),
-        ("payment.authorized", None),
-        ("payment.canceled", "authorization_expired"),
-    ]
+    assert await _events(world.db, payment["id"]) == EXPIRY_EVENTS
     assert [c["status"] for c in await merchant.charges()] == ["canceled"]
 
 
@@ -202,14 +208,4 @@ async def test_the_processors_webhook_overtaking_our_void_still_names_the_expiry
         outcome = await _finish(s, world.tenant_id, payment_id, op_id, state, WEEK)
         await s.commit()
     assert outcome == "voided"
-    assert await _events(world.db, payment["id"]) == [
-        ("payment.intent_created", None),
-        ("payment.authorized", None),
-        ("payment.canceled", "authorization_expired"),
-    ]
-    ops = await rows(
-        rolled_back,
-        "SELECT kind, status FROM processor_operations WHERE payment_id = :p ORDER BY id",
-        p=payment["id"],
-    )
-    assert [tuple(o) for o in ops] == [("authorize", "succeeded"), ("void", "succeeded")]
+    await _assert_voided_for_expiry(world.db, rolled_back, payment["id"])

@@ -11,7 +11,12 @@ from httpx import AsyncClient
 from prometheus_client import REGISTRY
 
 from orders.factories import World
-from payments.factories import connect_sandbox, invoiced_order, pay
+from payments.factories import (
+    authorized_behind_slow_processor,
+    connect_sandbox,
+    invoiced_order,
+    pay,
+)
 from payments.support import scalar
 from payments.test_payment_api import payment_events
 from tradeflow.db import Database
@@ -78,10 +83,7 @@ async def test_capture_and_refund_timeouts_are_resolved_too(
     rolled_back: Database,
     keyring: Keyring,
 ) -> None:
-    merchant = await connect_sandbox(client, world, sandbox_proc, sandbox, timeout=0.5)
-    order = await invoiced_order(client, world)
-    payment = (await pay(client, world, order["invoice_id"], capture_method="manual")).json()
-    await sandbox.set_faults(merchant.account_id, delay_after_commit_seconds=2)
+    merchant, payment = await authorized_behind_slow_processor(client, world, sandbox_proc, sandbox)
 
     r = await client.post(
         f"/v1/payments/{payment['id']}/capture", json={"amount_minor": 700}, headers=world.staff

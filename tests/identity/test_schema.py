@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import select, text
 
+from schema_support import assert_models_match_migrations
 from tradeflow.db import Database
 from tradeflow.identity.models import Tenant, User
 
@@ -36,14 +37,6 @@ async def test_tenant_session_sees_only_its_tenant_and_users(rolled_back: Databa
 
 def test_models_match_the_migrations(database_url: str) -> None:
     """Autogenerate finds nothing to change in identity's tables: models and migrations agree."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import create_engine
-
-    from tradeflow.db import sync_url
-    from tradeflow.identity import models
-    from tradeflow.kit.models import Base
-
     tables = {
         "tenants",
         "users",
@@ -53,26 +46,4 @@ def test_models_match_the_migrations(database_url: str) -> None:
         "api_keys",
         "security_events",
     }
-    assert {t for t in Base.metadata.tables if t in tables} == tables, models.__name__
-
-    def include(
-        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-    ) -> bool:
-        if type_ == "table":
-            return name in tables
-        table = getattr(obj, "table", None)
-        return table is None or table.name in tables
-
-    engine = create_engine(sync_url(database_url))
-    try:
-        with engine.connect() as conn:
-            ctx = MigrationContext.configure(
-                conn, opts={"include_object": include, "compare_type": True}
-            )
-            diff = compare_metadata(ctx, Base.metadata)
-    finally:
-        engine.dispose()
-    # Other contexts may point identity's columns at their tables (users.customer_id →
-    # customers.id, added by the customers branch); those constraints are theirs.
-    foreign = [d for d in diff if d[0] == "remove_fk" and d[1].referred_table.name not in tables]
-    assert [d for d in diff if d not in foreign] == []
+    assert_models_match_migrations(database_url, tables, foreign_fks_are_theirs=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integrations.support import assert_models_match_migrations
+from schema_support import assert_models_match_migrations
 from tradeflow.connectors.commerceml import models  # noqa: F401 (its tables join the metadata)
 
 TABLES = {

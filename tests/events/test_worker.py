@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from events.sink import Sink
 from events.support import eventually, running_worker, scalar
@@ -13,6 +14,44 @@ from tradeflow.db import Database
 from tradeflow.events.worker import refresh_gauges
 from tradeflow.kit.keyring import Keyring
 from webhooks.support import make_endpoint, publish_widgets
+
+
+async def _deliveries_state(db: Database, endpoint: uuid.UUID) -> str:
+    async with db.system_session() as s:
+        rows = (
+            await s.execute(
+                text(
+                    "SELECT d.id, d.status, d.ready, d.lease_owner, "
+                    "round(extract(epoch FROM d.leased_until - now()), 2) AS lease_left, "
+                    "d.claims, d.attempts, "
+                    "round(extract(epoch FROM d.next_attempt_at - now()), 2) AS due_in, "
+                    "d.last_error FROM deliveries d WHERE d.subscriber_id = :e "
+                    "ORDER BY d.sequence, d.created_at"
+                ),
+                {"e": endpoint},
+            )
+        ).all()
+        others = (
+            await s.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE dispatched_at IS NULL) AS undispatched, "
+                    "(SELECT count(*) FROM delivery_promotions) AS promotions FROM events"
+                )
+            )
+        ).one()
+    lines = [
+        f"  {r.id} status={r.status} ready={r.ready} owner={r.lease_owner} "
+        f"lease_left={r.lease_left} claims={r.claims} attempts={r.attempts} "
+        f"due_in={r.due_in} error={r.last_error!r}"
+        for r in rows
+    ]
+    return "\n".join(
+        [
+            f"deliveries ({len(rows)}):",
+            *lines,
+            f"events undispatched={others.undispatched} queued promotions={others.promotions}",
+        ]
+    )
 
 
 def _metric(name: str, **labels: str) -> float:
@@ -106,17 +145,24 @@ async def test_capped_endpoint_goes_on_when_completions_are_written(
             committed, tenant, cfg, keyring, sink.url, max_in_flight=1
         )
         sink.secrets = [secret]
-        async with running_worker(cfg, committed, keyring):
+        async with running_worker(cfg, committed, keyring) as worker:
             await publish_widgets(committed, tenant, aggregates=5)
-            await eventually(
-                lambda: scalar(
-                    committed,
-                    "SELECT count(*) = 5 FROM deliveries WHERE subscriber_id = :e "
-                    "AND status = 'delivered'",
-                    e=endpoint,
-                ),
-                timeout=15,
-            )
+            try:
+                await eventually(
+                    lambda: scalar(
+                        committed,
+                        "SELECT count(*) = 5 FROM deliveries WHERE subscriber_id = :e "
+                        "AND status = 'delivered'",
+                        e=endpoint,
+                    ),
+                    timeout=15,
+                )
+            except AssertionError as exc:
+                # Say where the chain stopped: which deliveries, leased by whom, how often.
+                raise AssertionError(
+                    f"{exc}\n{await _deliveries_state(committed, endpoint)}\n"
+                    f"worker {worker.name}; sink saw {len(sink.requests)} request(s)"
+                ) from None
         assert len(sink.requests) == 5
     finally:
         await sink.stop()

@@ -21,15 +21,13 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from orders import cpu_seconds, create_database, drop_database, start_server
+from orders import cpu_seconds, private_database
 
 WHOLESALE, RETAIL = "c0000001-0000-0000-0000-000000000001", "c0000002-0000-0000-0000-000000000002"
 
@@ -109,50 +107,44 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from tradeflow.connectors.commerceml import operations
     from tradeflow.db import Database
     from tradeflow.kit.keyring import load_keyring
-    from tradeflow.migrations import upgrade
     from tradeflow.observability.logging import configure_logging
 
     configure_logging("warning", "json")
-    home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
-    server_url, server = start_server(home)
-    url = create_database(server_url)
-    db: Any = None
-    try:
-        upgrade(url)
-        settings = load_settings(database_url=url, home=home)
-        keyring = load_keyring(settings)
-        db = Database.from_settings(settings, url)
-        target = await seed(db, keyring)
-        catalog, package = files(args.products, args.variants)
-        marker = str(home / "pgdata") if server is not None else None
-        result: dict[str, Any] = {"bytes": {"import.xml": len(catalog), "offers.xml": len(package)}}
-        for phase in ("first", "again"):
-            for name, body in (("import.xml", catalog), ("offers.xml", package)):
-                own0, pg0 = time.process_time(), cpu_seconds([], marker=marker)
-                start = time.perf_counter()
-                row = await operations.run_import(db, target, body, filename=name, source="cli")
-                wall = time.perf_counter() - start
-                own, pg = time.process_time() - own0, cpu_seconds([], marker=marker) - pg0
-                rows = row.counts.get("products", 0) + row.counts.get("offers", 0)
-                result[f"{phase} {name}"] = {
-                    "status": row.status,
-                    "rows": rows,
-                    "wall_s": round(wall, 2),
-                    "cpu_ms_per_row": {
-                        "tradeflow": round(own * 1000 / max(rows, 1), 2),
-                        "postgres": round(pg * 1000 / max(rows, 1), 2),
-                    },
-                    "counts": {k: v for k, v in row.counts.items() if v},
-                }
-        result.update(cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))
-        return result
-    finally:
-        if db is not None:
-            await db.dispose()
-        drop_database(server_url, url)
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
+    with private_database() as (home, server, url):
+        db: Any = None
+        try:
+            settings = load_settings(database_url=url, home=home)
+            keyring = load_keyring(settings)
+            db = Database.from_settings(settings, url)
+            target = await seed(db, keyring)
+            catalog, package = files(args.products, args.variants)
+            marker = str(home / "pgdata") if server is not None else None
+            result: dict[str, Any] = {
+                "bytes": {"import.xml": len(catalog), "offers.xml": len(package)}
+            }
+            for phase in ("first", "again"):
+                for name, body in (("import.xml", catalog), ("offers.xml", package)):
+                    own0, pg0 = time.process_time(), cpu_seconds([], marker=marker)
+                    start = time.perf_counter()
+                    row = await operations.run_import(db, target, body, filename=name, source="cli")
+                    wall = time.perf_counter() - start
+                    own, pg = time.process_time() - own0, cpu_seconds([], marker=marker) - pg0
+                    rows = row.counts.get("products", 0) + row.counts.get("offers", 0)
+                    result[f"{phase} {name}"] = {
+                        "status": row.status,
+                        "rows": rows,
+                        "wall_s": round(wall, 2),
+                        "cpu_ms_per_row": {
+                            "tradeflow": round(own * 1000 / max(rows, 1), 2),
+                            "postgres": round(pg * 1000 / max(rows, 1), 2),
+                        },
+                        "counts": {k: v for k, v in row.counts.items() if v},
+                    }
+            result.update(cpus=os.cpu_count(), load_average_1m=round(os.getloadavg()[0], 2))
+            return result
+        finally:
+            if db is not None:
+                await db.dispose()
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from orders import conninfo, cpu_seconds, create_database, drop_database, start_server
+from orders import conninfo, cpu_seconds, private_database
 
 CONSUME = (
     "INSERT INTO event_consumptions (handler, event_id, tenant_id) "
@@ -487,68 +487,64 @@ def plan_nodes(node: dict[str, Any]) -> str:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from tradeflow.config import load_settings
     from tradeflow.db import Database
-    from tradeflow.migrations import upgrade
     from tradeflow.observability.logging import configure_logging
 
     configure_logging("warning", "json")
-    home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
-    server_url, server = start_server(home)
-    url = create_database(server_url)
-    db: Any = None
-    try:
-        upgrade(url)
-        settings = load_settings(
-            database_url=url, home=home, db_pool_size=args.tasks, db_max_overflow=4
-        )
-        db = Database.from_settings(settings, url)
-        seeded = await seed(db)
-        tenant_id, accounts = seeded["tenant_id"], seeded["accounts"]
-        pg_marker = str(home / "pgdata") if server is not None else None
-        result: dict[str, Any] = {
-            "sequential": await sequential(db, tenant_id, args.sequential, pg_marker)
-        }
-        result["concurrent"] = await concurrent(db, tenant_id, args.tasks, args.seconds, pg_marker)
-        await db.dispose()
-        db = None
-        ceiling = pgbench(url, tenant_id, accounts, args.tasks, int(args.seconds))
-        result["pgbench"] = {
-            "tps": round(ceiling["tps"], 1),
-            "latency_avg_ms": round(ceiling["latency_avg_ms"], 2),
-            "failed": int(ceiling["failed"]),
-        }
-        result["ratio_to_pgbench"] = round(
-            result["concurrent"]["postings_per_s"] / ceiling["tps"], 3
-        )
-        # What the cores could sustain if this process and PostgreSQL had them to themselves:
-        # cores / CPU per posting. On a shared machine this is the figure to compare.
-        spent = result["concurrent"]["cpu_ms_per_posting"]
-        result["cpu_bound_postings_per_s"] = round(
-            (os.cpu_count() or 1) * 1000 / max(0.001, sum(spent.values())), 1
-        )
-        result["fill_seconds"] = round(fill_journal(url, tenant_id, accounts, args.lines), 1)
-        db = Database.from_settings(settings, url)
-        # Right after the load (statistics fresh, visibility map not yet set), then once
-        # vacuum has run, as autovacuum does on an insert-only table after a while.
-        result["trial_balance"] = await trial_balance_latency(db, tenant_id, args.rounds)
-        with psycopg.connect(**conninfo(url), autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE) ledger_lines")
-        result["trial_balance_vacuumed"] = await trial_balance_latency(db, tenant_id, args.rounds)
-        result.update(
-            tasks=args.tasks,
-            seconds=args.seconds,
-            cpus=os.cpu_count(),
-            load_average_1m=round(os.getloadavg()[0], 2),
-            python=sys.version.split()[0],
-            postgres=server_version(url),
-        )
-        return result
-    finally:
-        if db is not None:
+    with private_database() as (home, server, url):
+        db: Any = None
+        try:
+            settings = load_settings(
+                database_url=url, home=home, db_pool_size=args.tasks, db_max_overflow=4
+            )
+            db = Database.from_settings(settings, url)
+            seeded = await seed(db)
+            tenant_id, accounts = seeded["tenant_id"], seeded["accounts"]
+            pg_marker = str(home / "pgdata") if server is not None else None
+            result: dict[str, Any] = {
+                "sequential": await sequential(db, tenant_id, args.sequential, pg_marker)
+            }
+            result["concurrent"] = await concurrent(
+                db, tenant_id, args.tasks, args.seconds, pg_marker
+            )
             await db.dispose()
-        drop_database(server_url, url)
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
+            db = None
+            ceiling = pgbench(url, tenant_id, accounts, args.tasks, int(args.seconds))
+            result["pgbench"] = {
+                "tps": round(ceiling["tps"], 1),
+                "latency_avg_ms": round(ceiling["latency_avg_ms"], 2),
+                "failed": int(ceiling["failed"]),
+            }
+            result["ratio_to_pgbench"] = round(
+                result["concurrent"]["postings_per_s"] / ceiling["tps"], 3
+            )
+            # What the cores could sustain if this process and PostgreSQL had them to themselves:
+            # cores / CPU per posting. On a shared machine this is the figure to compare.
+            spent = result["concurrent"]["cpu_ms_per_posting"]
+            result["cpu_bound_postings_per_s"] = round(
+                (os.cpu_count() or 1) * 1000 / max(0.001, sum(spent.values())), 1
+            )
+            result["fill_seconds"] = round(fill_journal(url, tenant_id, accounts, args.lines), 1)
+            db = Database.from_settings(settings, url)
+            # Right after the load (statistics fresh, visibility map not yet set), then once
+            # vacuum has run, as autovacuum does on an insert-only table after a while.
+            result["trial_balance"] = await trial_balance_latency(db, tenant_id, args.rounds)
+            with psycopg.connect(**conninfo(url), autocommit=True) as conn:
+                conn.execute("VACUUM (ANALYZE) ledger_lines")
+            result["trial_balance_vacuumed"] = await trial_balance_latency(
+                db, tenant_id, args.rounds
+            )
+            result.update(
+                tasks=args.tasks,
+                seconds=args.seconds,
+                cpus=os.cpu_count(),
+                load_average_1m=round(os.getloadavg()[0], 2),
+                python=sys.version.split()[0],
+                postgres=server_version(url),
+            )
+            return result
+        finally:
+            if db is not None:
+                await db.dispose()
 
 
 def server_version(url: str) -> str:

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -83,6 +83,25 @@ def drop_database(server_url: str, url: str) -> None:
     name = make_url(url).database
     with psycopg.connect(**conninfo(server_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def private_database() -> Iterator[tuple[Path, Any, str]]:
+    """A scratch home, a PostgreSQL server (ours, or TRADEFLOW_DATABASE_URL's) and a fresh
+    migrated database in it: (home, server or None, database URL). All removed afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
+    server_url, server = start_server(home)
+    url = create_database(server_url)
+    try:
+        from tradeflow.migrations import upgrade
+
+        upgrade(url)
+        yield home, server, url
+    finally:
+        drop_database(server_url, url)
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def seed(url: str, home: Path) -> dict[str, Any]:
@@ -565,26 +584,18 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving_api(api_workers: int) -> AsyncIterator[Served]:
-    home = Path(tempfile.mkdtemp(prefix="tradeflow-bench-"))
-    server_url, server = start_server(home)
-    url = create_database(server_url)
-    served: Served | None = None
-    try:
-        from tradeflow.migrations import upgrade
-
-        upgrade(url)
-        seeded = await seed(url, home)
-        port = free_port()
-        served = Served(home, server, url, seeded, port, start_api(url, home, port, api_workers))
-        await wait_ready(port)
-        yield served
-    finally:
-        if served is not None:
-            served.stop_api()
-        drop_database(server_url, url)
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
+    with private_database() as (home, server, url):
+        served: Served | None = None
+        try:
+            seeded = await seed(url, home)
+            port = free_port()
+            api = start_api(url, home, port, api_workers)
+            served = Served(home, server, url, seeded, port, api)
+            await wait_ready(port)
+            yield served
+        finally:
+            if served is not None:
+                served.stop_api()
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from httpx import AsyncClient
 
@@ -107,22 +108,15 @@ async def test_young_captured_and_in_flight_authorisations_are_left_alone(
     rolled_back: Database,
     keyring: Keyring,
 ) -> None:
-    young = (
-        await pay(
-            client,
-            world,
-            (await invoiced_order(client, world))["invoice_id"],
-            capture_method="manual",
-        )
-    ).json()
-    part = (
-        await pay(
-            client,
-            world,
-            (await invoiced_order(client, world))["invoice_id"],
-            capture_method="manual",
-        )
-    ).json()
+    async def authorised() -> dict[str, Any]:
+        order = await invoiced_order(client, world)
+        paid: dict[str, Any] = (
+            await pay(client, world, order["invoice_id"], capture_method="manual")
+        ).json()
+        return paid
+
+    young = await authorised()
+    part = await authorised()
     r = await client.post(
         f"/v1/payments/{part['id']}/capture", json={"amount_minor": 100}, headers=world.staff
     )

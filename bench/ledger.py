@@ -25,9 +25,7 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from orders import conninfo, cpu_seconds, private_database
+from orders import conninfo, cpu_seconds, private_database, run_pgbench
 
 CONSUME = (
     "INSERT INTO event_consumptions (handler, event_id, tenant_id) "
@@ -324,12 +322,6 @@ def pgbench_script(kind: str) -> str:
 def pgbench(
     url: str, tenant_id: uuid.UUID, accounts: dict[str, uuid.UUID], clients: int, seconds: int
 ) -> dict[str, float]:
-    import pgserver
-
-    binary = shutil.which("pgbench") or str(
-        Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
-    )
-    info = conninfo(url)
     folder = Path(tempfile.mkdtemp(prefix="tradeflow-bench-pgbench-"))
     try:
         scripts = []
@@ -346,29 +338,10 @@ def pgbench(
             "clearing": str(accounts["processor_clearing"]),
             "fees": str(accounts["processor_fees"]),
         }
-        cmd = [binary, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
-               *scripts, "-h", str(info["host"]), "-U", str(info["user"]),
-               "-d", str(info["dbname"])]  # fmt: skip
-        for name, value in variables.items():
-            cmd += ["-D", f"{name}={value}"]
-        if info["port"]:
-            cmd += ["-p", str(info["port"])]
-        env = {**os.environ}
-        if info["password"]:
-            env["PGPASSWORD"] = str(info["password"])
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        defines = [a for name, value in variables.items() for a in ("-D", f"{name}={value}")]
+        return run_pgbench(url, clients, seconds, *scripts, *defines)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if out.returncode != 0:
-        raise SystemExit(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
-    tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
-    lat = float(re.search(r"latency average = ([\d.]+) ms", out.stdout).group(1))  # type: ignore[union-attr]
-    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
-    return {
-        "tps": tps,
-        "latency_avg_ms": lat,
-        "failed": float(failed.group(1)) if failed else 0.0,
-    }
 
 
 # -- a large journal and its trial balance ---------------------------------------------------

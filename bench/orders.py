@@ -353,19 +353,18 @@ async def load(port: int, connections: int, seconds: float, make: Any, warmup: f
 PGBENCH_SCRIPT = Path(__file__).with_name("orders_pgbench.sql")
 
 
-def pgbench(url: str, tenant: str, customer: str, clients: int, seconds: int) -> dict[str, float]:
+def run_pgbench(url: str, clients: int, seconds: int, *args: str) -> dict[str, float]:
+    """pgbench (from PATH, else the one pgserver ships) on `url` with `args` (scripts,
+    -D variables): its tps, average latency (ms) and failed transactions."""
     import pgserver
 
     binary = shutil.which("pgbench") or str(
         Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
     )
     info = conninfo(url)
-    script = str(PGBENCH_SCRIPT)
-    cmd = [
-        binary, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
-        "-f", script, "-D", f"tenant={tenant}", "-D", f"customer={customer}",
-        "-h", str(info["host"]), "-U", str(info["user"]), "-d", str(info["dbname"]),
-    ]  # fmt: skip
+    cmd = [binary, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
+           *args, "-h", str(info["host"]), "-U", str(info["user"]),
+           "-d", str(info["dbname"])]  # fmt: skip
     if info["port"]:
         cmd += ["-p", str(info["port"])]
     env = {**os.environ}
@@ -373,10 +372,22 @@ def pgbench(url: str, tenant: str, customer: str, clients: int, seconds: int) ->
         env["PGPASSWORD"] = str(info["password"])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
-        raise SystemExit(f"pgbench failed:\n{out.stderr}")
+        raise SystemExit(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
     tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
     lat = float(re.search(r"latency average = ([\d.]+) ms", out.stdout).group(1))  # type: ignore[union-attr]
-    return {"tps": tps, "latency_avg_ms": lat}
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    return {
+        "tps": tps,
+        "latency_avg_ms": lat,
+        "failed": float(failed.group(1)) if failed else 0.0,
+    }
+
+
+def pgbench(url: str, tenant: str, customer: str, clients: int, seconds: int) -> dict[str, float]:
+    script = str(PGBENCH_SCRIPT)
+    return run_pgbench(
+        url, clients, seconds, "-f", script, "-D", f"tenant={tenant}", "-D", f"customer={customer}"
+    )
 
 
 # -- where the API's CPU goes (in-process, sequential) ----------------------------------------

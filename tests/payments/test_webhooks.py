@@ -23,6 +23,8 @@ from payments.test_payment_api import payment_events
 from tradeflow.config import Settings
 from tradeflow.db import Database
 from tradeflow.kit.keyring import Keyring
+from tradeflow.payments import inbound
+from tradeflow.payments.processors.registry import processor_class
 from tradeflow.payments.resolver import resolve_due
 from tradeflow.sandbox.control import SandboxControl
 from tradeflow.sandbox.process import SandboxProcess
@@ -279,3 +281,128 @@ async def test_stale_webhooks_are_refused_with_400_and_fresh_ones_stored_once(
         )
         == 1
     )
+
+
+# -- refunds made at the processor, not through us ------------------------------------------
+
+
+async def processor_refunds(db: Database, payment_id: str) -> list[Any]:
+    return await rows(
+        db,
+        "SELECT amount_minor, status, processor_refund_id, reason, created_by FROM refunds "
+        "WHERE payment_id = :p ORDER BY created_at",
+        p=payment_id,
+    )
+
+
+async def refund_ledger_entries(db: Database, payment_id: str) -> int:
+    return int(
+        await scalar(
+            db,
+            "SELECT count(*) FROM ledger_entries l JOIN events e ON e.id = l.source_event_id "
+            "WHERE e.type = 'refund.succeeded' AND e.aggregate_id = :p",
+            p=payment_id,
+        )
+    )
+
+
+async def order_status(live: Live, order_id: str) -> str:
+    found = (await live.client.get(f"/v1/orders/{order_id}", headers=live.world.staff)).json()
+    return str(found["status"])
+
+
+async def test_a_refund_made_at_the_processor_is_adopted_and_followed(
+    live: Live,
+    sandbox_proc: SandboxProcess,
+    sandbox: SandboxControl,
+    committed: Database,
+    settings: Settings,
+    keyring: Keyring,
+) -> None:
+    merchant = await connect(live, sandbox_proc, sandbox)
+    world = live.world
+    order = await invoiced_order(live.client, world)
+    async with running_worker(settings, committed, keyring, **FAST):
+        payment = (await pay(live.client, world, order["invoice_id"])).json()
+        await eventually(lambda: all_processed(committed, world.tenant_id, 1))
+        await eventually(lambda: _is(invoice_state(live, order["invoice_id"]), ("paid", 1200)))
+        charge = payment["processor_payment_id"]
+        first = await sandbox.refund_directly(merchant.account_id, charge=charge, amount=500)
+        stored = await eventually(lambda: all_processed(committed, world.tenant_id, 2))
+        assert [(s.event_type, s.outcome) for s in stored][1] == ("refund.succeeded", "adopted")
+        await eventually(lambda: _is(refund_ledger_entries(committed, payment["id"]), 1))
+        partial = await order_status(live, order["id"])
+        await sandbox.refund_directly(merchant.account_id, charge=charge)
+        await eventually(lambda: all_processed(committed, world.tenant_id, 3))
+        await eventually(lambda: _is(refund_ledger_entries(committed, payment["id"]), 2))
+        await eventually(lambda: _is(order_status(live, order["id"]), "refunded"))
+    assert partial == "paid"  # a partial refund leaves the order paid
+    after = (await live.client.get(f"/v1/payments/{payment['id']}", headers=world.staff)).json()
+    assert (after["status"], after["amount_refunded_minor"]) == ("refunded", 1200)
+    refunds = await processor_refunds(committed, payment["id"])
+    assert [(r.amount_minor, r.status, r.reason, r.created_by) for r in refunds] == [
+        (500, "succeeded", "Refunded at the processor", None),
+        (700, "succeeded", "Refunded at the processor", None),
+    ]
+    assert refunds[0].processor_refund_id == first["id"]
+    listed = await live.client.get(f"/v1/refunds?payment_id={payment['id']}", headers=world.staff)
+    assert sorted(r["amount_minor"] for r in listed.json()["items"]) == [500, 700]
+    assert await payment_events(committed, payment["id"]) == [
+        ("payment.intent_created", 1200),
+        ("payment.captured", 1200),
+        ("refund.succeeded", 500),
+        ("refund.succeeded", 700),
+    ]
+
+
+async def test_a_processor_refund_reported_twice_or_before_the_capture_counts_once(
+    live: Live,
+    sandbox_proc: SandboxProcess,
+    sandbox: SandboxControl,
+    committed: Database,
+    settings: Settings,
+    keyring: Keyring,
+) -> None:
+    merchant = await connect(live, sandbox_proc, sandbox, webhooks="hold")
+    world = live.world
+    order = await invoiced_order(live.client, world)
+    payment = (await pay(live.client, world, order["invoice_id"])).json()
+    assert payment["status"] == "captured"  # from our call's answer; its webhook is held
+    refund = await sandbox.refund_directly(
+        merchant.account_id, charge=payment["processor_payment_id"], amount=300
+    )
+    async with running_worker(settings, committed, keyring, **FAST):
+        # The refund's webhook first, then the capture's.
+        assert await sandbox.flush(merchant.account_id, "reverse") == 2
+        await eventually(lambda: all_processed(committed, world.tenant_id, 2))
+        # The same refund reported again under a new event id: found by its processor id.
+        again = await rows(
+            committed,
+            "SELECT payload FROM processor_webhooks WHERE tenant_id = :t "
+            "AND event_type = 'refund.succeeded'",
+            t=world.tenant_id,
+        )
+        payload = dict(again[0].payload, id=f"evt_again_{uuid.uuid4().hex}")
+        async with committed.tenant_session(world.tenant_id) as session:
+            event = processor_class("sandbox").parse_event(payload)
+            await inbound.store(
+                session, tenant_id=world.tenant_id, processor="sandbox", event=event
+            )
+            await session.commit()
+        stored = await eventually(lambda: all_processed(committed, world.tenant_id, 3))
+        await eventually(lambda: _is(refund_ledger_entries(committed, payment["id"]), 1))
+    assert [(s.event_type, s.outcome) for s in stored] == [
+        ("refund.succeeded", "adopted"),
+        ("charge.captured", "stale"),
+        ("refund.succeeded", "stale"),
+    ]
+    refunds = await processor_refunds(committed, payment["id"])
+    assert [(r.amount_minor, r.processor_refund_id) for r in refunds] == [(300, refund["id"])]
+    after = (await live.client.get(f"/v1/payments/{payment['id']}", headers=world.staff)).json()
+    assert (after["status"], after["amount_refunded_minor"]) == ("partially_refunded", 300)
+    assert await payment_events(committed, payment["id"]) == [
+        ("payment.intent_created", 1200),
+        ("payment.captured", 1200),
+        ("refund.succeeded", 300),
+    ]
+    assert await order_status(live, order["id"]) == "paid"

@@ -85,3 +85,24 @@ async def test_balance_transactions_list_captures_refunds_and_fees_in_pages(
     assert later.items == ()
     listed = await api.get("/v1/balance_transactions", params={"limit": 0})
     assert listed.status_code == 400
+
+
+async def test_a_refund_behind_tradeflows_back_is_booked_and_announced(
+    api: httpx.AsyncClient, control: SandboxControl, account: dict[str, Any]
+) -> None:
+    captured = (await api.post("/v1/charges", json=charge(), headers=key())).json()
+    refund = await control.refund_directly(account["id"], charge=captured["id"], amount=300)
+    assert (refund["status"], refund["amount"], refund["reference"]) == ("succeeded", 300, None)
+    rest = await control.refund_directly(account["id"], charge=captured["id"])
+    assert rest["amount"] == captured["amount"] - 300 == 700
+    with_nothing_left = await control._client.post(
+        f"/accounts/{account['id']}/refunds", json={"charge": captured["id"]}
+    )
+    assert with_nothing_left.status_code == 400
+    unknown = await control._client.post(
+        f"/accounts/{account['id']}/refunds", json={"charge": "ch_nope"}
+    )
+    assert unknown.status_code == 404
+    hooks = [w["type"] for w in await control.webhooks(account["id"])]
+    assert hooks.count("refund.succeeded") == 2  # unlike a direct charge, the processor tells
+    assert sorted(r["amount"] for r in await control.refunds(account["id"])) == [300, 700]

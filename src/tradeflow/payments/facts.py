@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.events import EventPayload, publish
+from tradeflow.kit.ids import uuid7
 from tradeflow.kit.time import utcnow
 from tradeflow.payments import events as ev
 from tradeflow.payments.models import Payment, ProcessorOperation, Refund
@@ -217,6 +218,54 @@ async def apply_refund(
         if op.refund_id == refund.id and state.status != "pending":
             settle(op, "succeeded" if state.status == "succeeded" else "failed")
     return Applied(bool(events), events)
+
+
+PROCESSOR_ORIGIN = "Refunded at the processor"
+
+
+async def adopt_refund(
+    session: AsyncSession,
+    repo: PaymentsRepository,
+    payment: Payment,
+    state: RefundState,
+) -> Applied:
+    """A refund made at the processor, not through us: record it from the processor's facts.
+
+    The caller found no refund of ours by the processor's refund id nor by the
+    reference we send with our own calls, and holds the payment lock, so a
+    second report of the same refund finds this record by its processor id and
+    goes through `apply_refund` (a no-op unless newer). The record starts at
+    version 0 and `pending`, so `apply_refund` moves the money and says
+    `refund.succeeded` exactly as for our own refunds. A refund the processor
+    reports as failed moved no money and is not ours to announce: nothing is recorded.
+    """
+    if state.status == "failed":
+        return Applied(False)
+    refund = Refund(
+        id=uuid7(),
+        tenant_id=payment.tenant_id,
+        payment_id=payment.id,
+        invoice_id=payment.invoice_id,
+        order_id=payment.order_id,
+        customer_id=payment.customer_id,
+        processor=payment.processor,
+        processor_refund_id=state.id,
+        processor_version=0,
+        status="pending",
+        amount_minor=state.amount_minor,
+        currency=state.currency,
+        # No column says where a refund began; no creator and this reason do.
+        reason=PROCESSOR_ORIGIN,
+        created_by=None,
+    )
+    await repo.add(refund)
+    log.info(
+        "processor_refund_adopted",
+        payment_id=str(payment.id),
+        processor_refund_id=state.id,
+        amount_minor=state.amount_minor,
+    )
+    return await apply_refund(session, repo, payment, refund, state)
 
 
 async def fail_unprocessed_payment(

@@ -164,7 +164,11 @@ async def apply(session: AsyncSession, *, tenant_id: uuid.UUID, webhook_id: uuid
     elif event.refund is not None:
         payment = await _payment(repo, row.processor, event.refund.payment_id, None)
         refund = await _refund(repo, row.processor, event.refund.id, event.refund.reference)
-        if payment is None or refund is None or refund.payment_id != payment.id:
+        if payment is not None and refund is None:
+            # Refunded at the processor (its dashboard), not by our call: adopt it.
+            applied = await facts.adopt_refund(session, repo, payment, event.refund)
+            outcome = "adopted" if applied.changed else "stale"
+        elif payment is None or refund is None or refund.payment_id != payment.id:
             outcome = "unknown_object"
         else:
             applied = await facts.apply_refund(session, repo, payment, refund, event.refund)

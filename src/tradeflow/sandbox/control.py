@@ -72,6 +72,17 @@ class SandboxControl:
         )
         return result
 
+    async def refund_directly(
+        self, account_id: str, *, charge: str, amount: int | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Refund a charge at the processor behind Tradeflow's back (its webhook still follows)."""
+        result: dict[str, Any] = await self._call(
+            "POST",
+            f"/accounts/{account_id}/refunds",
+            json={"charge": charge, "amount": amount, "reason": reason},
+        )
+        return result
+
     async def set_faults(self, account_id: str, faults: Faults | None = None, **kw: Any) -> Faults:
         body = (faults or Faults(**kw)).model_dump()
         return Faults.model_validate(

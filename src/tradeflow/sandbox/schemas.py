@@ -80,6 +80,14 @@ class DirectChargeIn(_Body):
     reference: str | None = Field(default=None, max_length=200)
 
 
+class DirectRefundIn(_Body):
+    """A refund made at the processor without any call from Tradeflow (control plane)."""
+
+    charge: str = Field(min_length=1, max_length=100)
+    amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
+    reason: str | None = Field(default=None, max_length=200)
+
+
 class Faults(_Body):
     """Per-account fault switches; each stays in force until changed."""
 

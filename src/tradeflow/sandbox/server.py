@@ -27,7 +27,14 @@ from starlette.routing import Route
 
 from tradeflow.sandbox import balance
 from tradeflow.sandbox.api import create_api
-from tradeflow.sandbox.schemas import AccountIn, AccountPatch, DirectChargeIn, Faults, FlushIn
+from tradeflow.sandbox.schemas import (
+    AccountIn,
+    AccountPatch,
+    DirectChargeIn,
+    DirectRefundIn,
+    Faults,
+    FlushIn,
+)
 from tradeflow.sandbox.store import Store, new_id
 from tradeflow.sandbox.webhooks import WebhookSender
 
@@ -249,6 +256,40 @@ class SandboxServer:
                 view = await store.charge_view(conn, charge_id)
             return JSONResponse(view, status_code=201)
 
+        async def direct_refund(request: Request) -> JSONResponse:
+            """A refund made at the processor (its dashboard), not through Tradeflow's call:
+            unlike a direct charge it is announced by the usual `refund.succeeded` webhook,
+            with no reference of Tradeflow's."""
+            account = await store.account(await account_or_404(request))
+            assert account is not None
+            body: DirectRefundIn = await parse(request, DirectRefundIn)
+            async with store.engine.begin() as conn:
+                row = await store.lock_charge(conn, account.id, body.charge)
+                if row is None:
+                    raise _Bad(404, {"error": f"No charge {body.charge}."})
+                refundable = row.amount_captured - row.amount_refunded
+                amount = body.amount if body.amount is not None else refundable
+                if amount <= 0 or amount > refundable:
+                    raise _Bad(400, {"error": f"At most {refundable} can be refunded."})
+                refund_id = new_id("re")
+                await store.insert_refund(
+                    conn,
+                    id=refund_id,
+                    account_id=account.id,
+                    charge_id=row.id,
+                    amount=amount,
+                    currency=row.currency,
+                    status="succeeded",
+                    reason=body.reason,
+                    reference=None,
+                )
+                await store.update_charge(
+                    conn, row.id, amount_refunded=row.amount_refunded + amount
+                )
+                view = await store.refund_view(conn, refund_id)
+                await store.emit(conn, account, "refund.succeeded", view)
+            return JSONResponse(view, status_code=201)
+
         async def put_faults(request: Request) -> JSONResponse:
             account_id = await account_or_404(request)
             faults: Faults = await parse(request, Faults)
@@ -306,6 +347,7 @@ class SandboxServer:
                 Route("/accounts/{account_id}/charges", charges, methods=["GET"]),
                 Route("/accounts/{account_id}/charges", direct_charge, methods=["POST"]),
                 Route("/accounts/{account_id}/refunds", refunds, methods=["GET"]),
+                Route("/accounts/{account_id}/refunds", direct_refund, methods=["POST"]),
                 Route("/accounts/{account_id}/webhooks", webhooks, methods=["GET"]),
                 Route("/accounts/{account_id}/webhooks/flush", flush, methods=["POST"]),
                 Route("/down", down, methods=["POST"]),

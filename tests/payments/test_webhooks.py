@@ -406,3 +406,37 @@ async def test_a_processor_refund_reported_twice_or_before_the_capture_counts_on
         ("refund.succeeded", 300),
     ]
     assert await order_status(live, order["id"]) == "paid"
+
+
+async def test_our_own_refund_reported_before_our_call_answers_is_not_adopted(
+    live: Live,
+    sandbox_proc: SandboxProcess,
+    sandbox: SandboxControl,
+    committed: Database,
+    settings: Settings,
+    keyring: Keyring,
+) -> None:
+    merchant = await connect(live, sandbox_proc, sandbox)
+    world = live.world
+    order = await invoiced_order(live.client, world)
+    payment = (await pay(live.client, world, order["invoice_id"])).json()
+    await sandbox.set_faults(merchant.account_id, delay_after_commit_seconds=2)
+    async with running_worker(settings, committed, keyring, **FAST):
+        r = await live.client.post(
+            "/v1/refunds",
+            json={"payment_id": payment["id"], "amount_minor": 400},
+            headers=world.staff,
+        )
+        assert r.status_code == 202, r.text  # the answer is late; the webhook tells first
+        stored = await eventually(lambda: all_processed(committed, world.tenant_id, 2))
+        await eventually(lambda: _is(refund_ledger_entries(committed, payment["id"]), 1))
+    assert [(s.event_type, s.outcome) for s in stored][1] == ("refund.succeeded", "applied")
+    refunds = await processor_refunds(committed, payment["id"])
+    assert [(r.amount_minor, r.status, r.reason) for r in refunds] == [(400, "succeeded", None)]
+    assert refunds[0].processor_refund_id == (await sandbox.refunds(merchant.account_id))[0]["id"]
+    assert (await resolve_due(committed, keyring)).checked == 0  # the webhook settled the call
+    assert await payment_events(committed, payment["id"]) == [
+        ("payment.intent_created", 1200),
+        ("payment.captured", 1200),
+        ("refund.succeeded", 400),
+    ]

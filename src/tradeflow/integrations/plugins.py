@@ -88,6 +88,11 @@ class ConnectorConfig(BaseModel):
 # -- errors a plugin raises; the sync engine turns them into delivery outcomes ----------------
 
 
+class PullNotSupported(LookupError):
+    """`pull_changes` was called on a connector that does not declare `Capability.PULL_CHANGES`
+    (the framework checks `supports_pull()` first, so this is a plugin or caller bug)."""
+
+
 class ConnectorError(Exception):
     """A remote call failed. `ambiguous`: the remote may have applied it anyway."""
 
@@ -262,7 +267,7 @@ class DocumentConnector(ConnectorPlugin):
         change whose version was already seen is a no-op). `more` says another page is
         waiting now; the plugin decides what a cursor encodes (pages, per-type watermarks).
         """
-        raise NotImplementedError(f"{self.slug} does not pull changes")
+        raise PullNotSupported(f"connector {self.slug!r} does not pull changes")
 
 
 @dataclass(frozen=True, slots=True)

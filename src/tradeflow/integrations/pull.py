@@ -28,6 +28,7 @@ the record is read again before it is applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -86,7 +87,7 @@ class PullLeaseLost(ConnectorError):
 
 
 class _Busy(Exception):
-    pass
+    """A document's push is in flight: the page is retried, then left to the next pull."""
 
 
 class _Stale(Exception):
@@ -108,11 +109,9 @@ def _order(version: str, known: str | None) -> int | None:
     can be ordered (numbers, or ISO times such as an updated-at); None for opaque ETags."""
     if known is None:
         return None
-    try:
+    with contextlib.suppress(ValueError):
         a, b = int(version), int(known)
         return (a > b) - (a < b)
-    except ValueError:
-        pass
     try:
         t, u = _iso(version), _iso(known)
         return (t > u) - (t < u)

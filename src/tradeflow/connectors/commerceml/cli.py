@@ -12,6 +12,7 @@ unacknowledged (and come again) until `--ack` or `ack` says 1C loaded the file.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -55,10 +56,8 @@ async def _target(db: Database, settings: Settings, tenant: str, instance: str) 
 async def _connector_id(db: Database, tenant_id: uuid.UUID, ref: str) -> uuid.UUID:
     from tradeflow.integrations import external_ids
 
-    try:
+    with contextlib.suppress(ValueError):
         return uuid.UUID(ref)
-    except ValueError:
-        pass
     async with db.tenant_session(tenant_id) as session:
         found = await external_ids.instance_id_by_name(session, tenant_id, ref)
         await session.commit()

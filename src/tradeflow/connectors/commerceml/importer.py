@@ -61,7 +61,7 @@ class ImportResult:
 
 
 class RowError(Exception):
-    pass
+    """One row of a 1C file cannot be applied; reported with its Ид, the rest go on."""
 
 
 def _reason(exc: Exception) -> str:

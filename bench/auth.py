@@ -21,15 +21,13 @@ import argparse
 import asyncio
 import os
 import statistics
-import tempfile
+import sys
 import time
 import uuid
 from pathlib import Path
 
-import psycopg
 import pyotp
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy.engine import make_url
 
 from tradeflow.app import create_app
 from tradeflow.config import load_settings
@@ -38,30 +36,11 @@ from tradeflow.identity import mfa, service
 from tradeflow.identity.principal import ALL_SCOPES
 from tradeflow.identity.repository import IdentityRepository
 from tradeflow.kit.keyring import Keyring
-from tradeflow.migrations import upgrade
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from orders import private_database
 
 PASSWORD = "bench password that is long enough"
-
-
-def server_url() -> tuple[str, object | None]:
-    external = os.environ.get("TRADEFLOW_DATABASE_URL")
-    if external:
-        return external, None
-    import pgserver
-
-    server = pgserver.get_server(
-        Path(tempfile.mkdtemp(prefix="tf-bench-auth-")), cleanup_mode="stop"
-    )
-    return server.get_uri(), server
-
-
-def admin(url: str) -> psycopg.Connection[object]:
-    u = make_url(url)
-    host = u.query.get("host", u.host) if u.query else u.host
-    return psycopg.connect(
-        dbname=u.database or "postgres", user=u.username, password=u.password,
-        host=host, port=u.port, autocommit=True,  # type: ignore[arg-type]
-    )  # fmt: skip
 
 
 async def seed(db: Database, keyring: Keyring, users: int) -> tuple[list[tuple[str, str]], str]:
@@ -116,13 +95,7 @@ async def hammer(client: AsyncClient, token: str, seconds: float, tasks: int) ->
 
 
 async def main(args: argparse.Namespace) -> None:
-    url, server = server_url()
-    name = f"tfbench_auth_{uuid.uuid4().hex[:8]}"
-    with admin(url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(db_url)
+    with private_database() as (_home, _server, db_url):
         import base64
 
         settings = load_settings(
@@ -173,11 +146,6 @@ async def main(args: argparse.Namespace) -> None:
                         f"| {r['cpu_us']:.0f} | {r['errors']:.0f} |"
                     )
         await db.dispose()
-    finally:
-        with admin(url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
-import tempfile
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-
-import psycopg
-from sqlalchemy.engine import make_url
 
 from tradeflow.catalog import cache, prices, products
 from tradeflow.catalog import service as catalog
@@ -40,28 +36,9 @@ from tradeflow.customers import service as customers
 from tradeflow.customers.schemas import CustomerGroupIn, CustomerIn
 from tradeflow.db import Database
 from tradeflow.identity import service as identity
-from tradeflow.migrations import upgrade
 
-
-def server_url() -> tuple[str, object | None]:
-    external = os.environ.get("TRADEFLOW_DATABASE_URL")
-    if external:
-        return external, None
-    import pgserver
-
-    server = pgserver.get_server(
-        Path(tempfile.mkdtemp(prefix="tf-bench-quotes-")), cleanup_mode="stop"
-    )
-    return server.get_uri(), server
-
-
-def admin(url: str) -> psycopg.Connection[object]:
-    u = make_url(url)
-    host = u.query.get("host", u.host) if u.query else u.host
-    return psycopg.connect(
-        dbname=u.database or "postgres", user=u.username, password=u.password,
-        host=host, port=u.port, autocommit=True,  # type: ignore[arg-type]
-    )  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from orders import private_database
 
 
 async def seed(db: Database, n_skus: int) -> tuple[uuid.UUID, uuid.UUID, list[str]]:
@@ -140,13 +117,7 @@ async def run(
 
 
 async def main(args: argparse.Namespace) -> None:
-    url, server = server_url()
-    name = f"tf_bench_quotes_{uuid.uuid4().hex[:8]}"
-    with admin(url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(db_url)
+    with private_database() as (_home, _server, db_url):
         db = Database(db_url, pool_size=args.concurrency, max_overflow=0)
         tid, cid, codes = await seed(db, args.skus)
         rnd = random.Random(7)
@@ -177,11 +148,6 @@ async def main(args: argparse.Namespace) -> None:
             await run(f"quote, {label}", args.seconds, args.concurrency, one)
             await run(f"quote_many ×3, {label}", args.seconds, args.concurrency, three)
         await db.dispose()
-    finally:
-        with admin(url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

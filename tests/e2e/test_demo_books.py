@@ -21,7 +21,7 @@ import httpx
 import pytest
 from beancount import loader
 from beancount.core import data
-from test_up_demo import Instance, await_ready, free_port, kill_leftovers, start, stop
+from e2e_support import Instance, await_ready, free_port, kill_leftovers, start, stop
 
 pytestmark = pytest.mark.slow
 

@@ -9,131 +9,52 @@ paid; and with the sandbox declining every charge the same script must fail at t
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psutil
 import pytest
+from e2e_support import (
+    READY_TIMEOUT,
+    STOP_TIMEOUT,
+    Instance,
+    await_ready,
+    clean_env,
+    free_port,
+    kill_leftovers,
+    start,
+)
 
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "walkthrough.sh"
-READY_TIMEOUT = 60.0
 SCRIPT_TIMEOUT = 150.0
-STOP_TIMEOUT = 30.0
 DEMO_BOOKS_TIMEOUT = 90.0
 DEMO_ORDERS_PAID = [("DEMO-1", "paid"), ("DEMO-2", "paid"), ("DEMO-3", "paid")]
 
 
-@dataclass
-class Demo:
-    proc: subprocess.Popen[bytes]
-    home: Path
-    port: int
-    log: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def credentials_file(self) -> Path:
-        return self.home / "demo-credentials.json"
-
-    def credentials(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.credentials_file.read_text())
-        return data
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TRADEFLOW_", "PROMETHEUS_", "OTEL_"))
-        and k not in {"DATABASE_URL", "REDIS_URL"}
-    }
-
-
-def kill_leftovers(demo: Demo) -> None:
-    """After a failure: the process, and any PostgreSQL still serving its data folder."""
-    if demo.proc.poll() is None:
-        demo.proc.kill()
-        demo.proc.wait(10)
-    pgdata = str((demo.home / "pgdata").resolve())
-    servers = []
-    for process in psutil.process_iter(["cmdline", "status"]):
-        cmdline = process.info.get("cmdline") or []
-        if process.info.get("status") == psutil.STATUS_ZOMBIE:
-            continue
-        if any("postgres" in part for part in cmdline[:1]) and pgdata in cmdline:
-            servers.append(process)
-    for process in servers:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
-    _, alive = psutil.wait_procs(servers, timeout=30)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-
-
 @pytest.fixture
-def demo() -> Iterator[Demo]:
+def demo() -> Iterator[Instance]:
     # A short path: the embedded server's Unix socket lives in its data folder.
     root = Path(tempfile.mkdtemp(prefix="tf-walk-"))
-    home, log = root / "home", root / "up.log"
-    env = clean_env()
-    env["TRADEFLOW_HOME"] = str(home)
     # The walkthrough's webhook receiver listens on 127.0.0.1.
-    env["TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE"] = "true"
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tradeflow", "up", "--demo", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    instance = Demo(proc, home, port, log)
+    instance = start(root / "home", free_port(), env={"TRADEFLOW_WEBHOOKS_ALLOW_PRIVATE": "true"})
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            code = proc.poll()
-            assert code is None, f"exited with {code} before ready:\n{instance.output()}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(instance.base_url + "/readyz", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"/readyz not 200 within {READY_TIMEOUT}s:\n{instance.output()}")
-            time.sleep(0.2)
+        await_ready(instance, time.monotonic() + READY_TIMEOUT)
         yield instance
     finally:
         kill_leftovers(instance)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_walkthrough(demo: Demo) -> subprocess.CompletedProcess[str]:
+def run_walkthrough(demo: Instance) -> subprocess.CompletedProcess[str]:
     env = clean_env()
     # The script's `python3` is this interpreter, as on a machine with only Python.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -146,7 +67,7 @@ def run_walkthrough(demo: Demo) -> subprocess.CompletedProcess[str]:
     )
 
 
-def await_demo_orders_paid(demo: Demo, staff: dict[str, str]) -> None:
+def await_demo_orders_paid(demo: Instance, staff: dict[str, str]) -> None:
     """The demo's own orders (DEMO-1…3, booked after the start) are paid before the script
     runs, so its webhook endpoint sees only the script's orders."""
     deadline = time.monotonic() + DEMO_BOOKS_TIMEOUT
@@ -161,7 +82,7 @@ def await_demo_orders_paid(demo: Demo, staff: dict[str, str]) -> None:
     pytest.fail(f"demo orders not paid within {DEMO_BOOKS_TIMEOUT}s: {statuses}")
 
 
-def test_walkthrough_takes_two_orders_to_cash_then_stops_cleanly(demo: Demo) -> None:
+def test_walkthrough_takes_two_orders_to_cash_then_stops_cleanly(demo: Instance) -> None:
     creds = demo.credentials()
     staff = {"Authorization": f"Bearer {creds['api_key']}"}
     await_demo_orders_paid(demo, staff)

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -86,3 +87,12 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_body_keeps_values_orjson_refuses() -> None:
+    """Integers beyond 64 bits are valid JSON in a payload: the body still carries them."""
+    event = _event()
+    big = replace(event, payload={"total": 2**70, "name": "Ёлка"})
+    body = message_body(big)
+    assert json.loads(body)["data"] == {"total": 2**70, "name": "Ёлка"}
+    assert "Ёлка".encode() in body  # UTF-8, not \\u escapes

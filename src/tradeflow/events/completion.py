@@ -57,16 +57,21 @@ class Completion:
 # subscriber's last success. Everything else about subscribers goes the slow path.
 _COMPLETE = text(
     """
-    WITH input AS (
-      SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[]),
-                           CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
-                           CAST(:next_at AS timestamptz[]), CAST(:codes AS integer[]),
-                           CAST(:errors AS text[]), CAST(:started AS timestamptz[]))
-             AS u(id, token, status, attempt, next_at, code, error, started_at)
-    ), locked AS (
-      -- Rows are locked in id order (as every bulk update of deliveries does), so two
-      -- transactions updating overlapping sets cannot deadlock.
-      SELECT id FROM deliveries WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+    WITH target AS (
+      -- Each delivery is fetched by its key and locked, in id order (as every bulk update
+      -- of deliveries does, so two transactions updating overlapping sets cannot
+      -- deadlock). Key probes, never a plan that walks a partial index of pending
+      -- deliveries: statistics on a queue table go stale within seconds, and such a plan
+      -- reads every pending delivery and the dead index entries behind them.
+      SELECT u.*
+      FROM (SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS integer[]),
+                                 CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+                                 CAST(:next_at AS timestamptz[]), CAST(:codes AS integer[]),
+                                 CAST(:errors AS text[]), CAST(:started AS timestamptz[]))
+                   AS u(id, token, status, attempt, next_at, code, error, started_at)
+            ORDER BY id) u
+      CROSS JOIN LATERAL (
+        SELECT d.id FROM deliveries d WHERE d.id = u.id FOR UPDATE) l
     ), done AS (
       UPDATE deliveries d
       SET status = u.status,
@@ -79,8 +84,10 @@ _COMPLETE = text(
           last_error = u.error,
           delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END,
           dead_at = CASE WHEN u.status = 'dead' THEN now() ELSE d.dead_at END
-      FROM input u JOIN locked ON locked.id = u.id
-      WHERE d.id = u.id AND d.claims = u.token AND d.status = 'pending'
+      FROM target u
+      -- Fenced on the claim counter; the status test is written so that it cannot match
+      -- the partial indexes on pending deliveries (see above).
+      WHERE d.id = u.id AND d.claims = u.token AND (d.status = 'pending') IS TRUE
       RETURNING d.id, d.tenant_id, d.subscriber_id, d.aggregate, d.status
     ), promoted AS (
       -- A finished delivery lets the next one of its (subscriber, aggregate) go: the

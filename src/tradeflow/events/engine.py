@@ -37,12 +37,17 @@ CLAIM_LOCK = 74_650_302
 # minus what is in flight across all workers. Shared by dispatch and claim.
 _ROOM = """
       SELECT s.id, s.kind, s.name,
-             CASE WHEN s.breaker_state = 'open' THEN 1
-                  WHEN s.kind = 'handler' THEN coalesce(s.max_in_flight, :handler_cap)
-                  ELSE coalesce(s.max_in_flight, :default_cap) END
-             - (SELECT count(*) FROM deliveries f
-                WHERE f.subscriber_id = s.id AND f.leased_until > now()) AS room
+             -- Counted up to the cap only: a plain index walk that stops there (and
+             -- marks the dead entries of finished leases as it passes them).
+             cap.n - (SELECT count(*) FROM (
+                        SELECT 1 FROM deliveries f
+                        WHERE f.subscriber_id = s.id AND f.leased_until > now()
+                        LIMIT cap.n) leased) AS room
       FROM subscribers s
+      CROSS JOIN LATERAL (
+        SELECT CASE WHEN s.breaker_state = 'open' THEN 1
+                    WHEN s.kind = 'handler' THEN coalesce(s.max_in_flight, :handler_cap)
+                    ELSE coalesce(s.max_in_flight, :default_cap) END AS n) cap
       WHERE s.enabled AND NOT s.paused
         AND s.kind = ANY(:kinds)
         AND (s.kind <> 'handler' OR s.name = ANY(:handlers))
@@ -117,12 +122,17 @@ _DISPATCH = text(
       WHERE id IN (SELECT id FROM delivery_promotions ORDER BY id LIMIT :limit)
       RETURNING subscriber_id, aggregate
     ), heads AS (
-      SELECT DISTINCT ON (d.subscriber_id, d.aggregate) d.id, d.ready
-      FROM deliveries d
-      JOIN (SELECT DISTINCT subscriber_id, aggregate FROM queued) q
-        ON q.subscriber_id = d.subscriber_id AND q.aggregate = d.aggregate
-      WHERE d.status = 'pending'
-      ORDER BY d.subscriber_id, d.aggregate, d.sequence
+      -- The first pending delivery of each queued (subscriber, aggregate), probed on
+      -- ix_deliveries_order one pair at a time rather than joined against every pending
+      -- delivery.
+      SELECT h.id, h.ready
+      FROM (SELECT DISTINCT subscriber_id, aggregate FROM queued) q
+      CROSS JOIN LATERAL (
+        SELECT d.id, d.ready FROM deliveries d
+        WHERE d.subscriber_id = q.subscriber_id AND d.aggregate = q.aggregate
+          AND d.status = 'pending'
+        ORDER BY d.sequence
+        LIMIT 1) h
     ), promoted AS (
       UPDATE deliveries d SET ready = true
       FROM heads WHERE d.id = heads.id AND NOT heads.ready

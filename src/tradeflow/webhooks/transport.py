@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC
 
 import aiohttp
+import orjson
 from sqlalchemy import select
 from yarl import URL
 
@@ -41,28 +42,33 @@ KEPT_BODY_BYTES = 1024
 USER_AGENT = "Tradeflow-Webhooks/1"
 
 
-# One compact encoder for every message: `json.dumps` with non-default separators builds
-# a new encoder per call, a visible share of a worker's CPU per delivery.
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# The standard library's encoder serves what orjson refuses (integers beyond 64 bits):
+# payloads are JSON from the outbox, so nothing else can differ.
+_FALLBACK = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def message_body(event: DeliveredEvent) -> bytes:
-    """The JSON body: Standard Webhooks' `type`/`timestamp`/`data` plus our envelope fields."""
-    return _ENCODER.encode(
-        {
-            "id": str(event.id),
-            "type": event.type,
-            "version": event.version,
-            "timestamp": isoformat(event.occurred_at),
-            "tenant_id": str(event.tenant_id),
-            "aggregate": {
-                "type": event.aggregate_type,
-                "id": event.aggregate_id,
-                "sequence": event.sequence,
-            },
-            "data": event.payload,
-        }
-    ).encode()
+    """The JSON body: Standard Webhooks' `type`/`timestamp`/`data` plus our envelope fields.
+
+    Compact UTF-8 JSON, encoded with orjson: encoding was a tenth of a worker's CPU per
+    delivery with the standard library's encoder."""
+    message = {
+        "id": str(event.id),
+        "type": event.type,
+        "version": event.version,
+        "timestamp": isoformat(event.occurred_at),
+        "tenant_id": str(event.tenant_id),
+        "aggregate": {
+            "type": event.aggregate_type,
+            "id": event.aggregate_id,
+            "sequence": event.sequence,
+        },
+        "data": event.payload,
+    }
+    try:
+        return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return _FALLBACK.encode(message).encode()
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -104,19 +104,34 @@ _COMPLETE = text(
                            CAST(:codes AS integer[]), CAST(:raw_errors AS text[]),
                            CAST(:bodies AS text[]), CAST(:workers AS text[]))
     ), healthy AS (
-      SELECT id FROM subscribers
+      -- Subscribers with nothing to reset: all-success results need no more than a
+      -- fresh last_success_at, written at most once a second (one hot row otherwise
+      -- serialises every worker's completions).
+      SELECT id, last_success_at FROM subscribers
       WHERE id = ANY(CAST(:ok_subs AS uuid[]))
-      ORDER BY id FOR UPDATE
+        AND consecutive_failures = 0 AND failing_since IS NULL
+        AND breaker_state = 'closed' AND breaker_trips = 0
     ), touched AS (
       UPDATE subscribers s SET last_success_at = now(), updated_at = now()
-      FROM healthy
-      WHERE s.id = healthy.id AND s.consecutive_failures = 0 AND s.failing_since IS NULL
-        AND s.breaker_state = 'closed' AND s.breaker_trips = 0
-      RETURNING s.id
+      FROM (SELECT id FROM healthy
+            WHERE last_success_at IS NULL OR last_success_at < now() - interval '1 second'
+            ORDER BY id) stale
+      WHERE s.id = stale.id
+        AND (s.last_success_at IS NULL OR s.last_success_at < now() - interval '1 second')
     )
     SELECT 'd' AS kind, id, tenant_id, subscriber_id, aggregate, status FROM done
     UNION ALL
-    SELECT 's', id, NULL, NULL, NULL, NULL FROM touched
+    SELECT 's', id, NULL, NULL, NULL, NULL FROM healthy
+    UNION ALL
+    -- Finished deliveries with a later one of their (subscriber, aggregate) waiting and
+    -- not leased (a leased one is already in a worker's chain): the next dispatch
+    -- promotes it, so the worker looks again now.
+    SELECT 'n', x.id, NULL, NULL, NULL, NULL FROM done x
+    WHERE x.status <> 'pending' AND EXISTS (
+      SELECT 1 FROM deliveries p
+      WHERE p.subscriber_id = x.subscriber_id AND p.aggregate = x.aggregate
+        AND p.status = 'pending' AND p.id <> ALL(CAST(:ids AS uuid[]))
+        AND (p.leased_until IS NULL OR p.leased_until <= now()))
     """
 )
 
@@ -127,16 +142,25 @@ class _Verdict:
     next_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """What a written batch means for the worker's next look at the queue."""
+
+    accepted: set[uuid.UUID]  # deliveries whose outcome was recorded (the fence held)
+    successors: int = 0  # finished deliveries with a later one of their aggregate waiting
+    retry_at: datetime | None = None  # when the earliest retry in the batch comes due
+
+
 async def complete_batch(
     session: AsyncSession,
     completions: Sequence[Completion],
     *,
     settings: Settings,
     breaker_kinds: frozenset[str],
-) -> set[uuid.UUID]:
-    """Record a batch of attempt results; returns the deliveries whose outcome was accepted."""
+) -> Completed:
+    """Record a batch of attempt results."""
     if not completions:
-        return set()
+        return Completed(set())
     now = utcnow()
     # Only a failure needs its retry schedule (a tenant's policy is a query).
     failed = [c for c in completions if not c.result.ok]
@@ -164,6 +188,7 @@ async def complete_batch(
     rows = (await session.execute(_COMPLETE, {**params, "ok_subs": sorted(ok_subs)})).all()
     accepted = {r.id for r in rows if r.kind == "d"}
     settled_subs = {r.id for r in rows if r.kind == "s"}
+    successors = sum(1 for r in rows if r.kind == "n")
     for c, v in zip(completions, verdicts, strict=True):
         _counter(c.item.subscriber_kind, c.result.outcome).inc()
         _latency(c.item.subscriber_kind).observe(c.result.duration)
@@ -190,7 +215,8 @@ async def complete_batch(
     rest = [c for c in completions if c.item.subscriber_id not in settled_subs]
     if rest:
         await _update_subscribers(session, rest, settings, breaker_kinds, now)
-    return accepted
+    retries = [v.next_at for v in verdicts if v.status == "pending" and v.next_at is not None]
+    return Completed(accepted, successors, min(retries, default=None))
 
 
 @functools.cache

@@ -94,29 +94,38 @@ _DISPATCH = text(
     + _ROOM
     + """
     ), leasing AS (
-      -- Ready deliveries this worker leases as it creates them (up to :claim, within each
-      -- subscriber's room): no second claim round trip for a new event.
+      -- Deliveries this worker leases as it creates them (up to :claim, within each
+      -- subscriber's room): no second claim round trip for a new event. A ready head
+      -- brings the rest of its (subscriber, aggregate) run in this batch along — a chain
+      -- the worker sends in order in one task — so a backlog of an aggregate's events
+      -- needs no promotion and claim per event. Taken in position order, what is leased
+      -- of a run is always a prefix of it.
       SELECT r.event_id, r.subscriber_id FROM (
         SELECT st.event_id, st.subscriber_id, st.position, room.room,
                row_number() OVER (PARTITION BY st.subscriber_id ORDER BY st.position) AS k
-        FROM staged st JOIN room ON room.id = st.subscriber_id
-        WHERE st.ready
+        FROM (SELECT s2.*, bool_or(s2.ready) OVER (PARTITION BY s2.subscriber_id,
+                                                                 s2.aggregate) AS runs
+              FROM staged s2) st
+        JOIN room ON room.id = st.subscriber_id
+        WHERE st.runs
       ) r
       WHERE r.k <= r.room
       ORDER BY r.position
       LIMIT :claim
     ), fanned AS (
+      -- A leased delivery behind the head is marked ready too: the claim's order check
+      -- still holds it until everything earlier of its aggregate is finished.
       INSERT INTO deliveries (tenant_id, event_id, subscriber_id, event_type, aggregate,
                               sequence, ready, leased_until, lease_owner, claims)
       SELECT st.tenant_id, st.event_id, st.subscriber_id, st.type, st.aggregate, st.sequence,
-             st.ready,
+             st.ready OR l.event_id IS NOT NULL,
              CASE WHEN l.event_id IS NOT NULL THEN now() + make_interval(secs => :lease) END,
              CASE WHEN l.event_id IS NOT NULL THEN CAST(:owner AS text) END,
              CASE WHEN l.event_id IS NOT NULL THEN 1 ELSE 0 END
       FROM staged st
       LEFT JOIN leasing l ON l.event_id = st.event_id AND l.subscriber_id = st.subscriber_id
       ON CONFLICT (event_id, subscriber_id) DO NOTHING
-      RETURNING id, event_id, subscriber_id, claims, attempts, lease_owner
+      RETURNING id, event_id, subscriber_id, claims, attempts, lease_owner, ready
     ), queued AS (
       DELETE FROM delivery_promotions
       WHERE id IN (SELECT id FROM delivery_promotions ORDER BY id LIMIT :limit)
@@ -142,6 +151,7 @@ _DISPATCH = text(
       RETURNING e.type
     ), summary AS (
       SELECT (SELECT count(*) FROM fanned) AS deliveries,
+             (SELECT count(*) FROM fanned WHERE ready AND lease_owner IS NULL) AS unleased,
              (SELECT count(*) FROM promoted) AS promoted,
              coalesce((SELECT array_agg(type) FROM marked), '{}') AS types
     )
@@ -167,6 +177,14 @@ class DispatchResult:
     deliveries: int
     promoted: int = 0
     claimed: list[Claimed] = field(default_factory=list)
+    # Ready deliveries the dispatch created but did not lease (no room, a kind or handler
+    # this worker does not serve, or no claim asked for): work for a claim.
+    unleased: int = 0
+
+    @property
+    def claimable(self) -> bool:
+        """Whether this dispatch left deliveries that only a claim will start."""
+        return self.unleased > 0 or self.promoted > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +204,10 @@ async def dispatch_batch(
     """Fan out up to `limit` committed events; None when another worker is dispatching.
 
     With `claim`, the ready deliveries it creates are leased to `claim.owner` in the same
-    statement (as a claim would, with caps and breakers respected) and returned. New
-    deliveries are announced on commit with `origin` as the payload, so a worker that
-    claims in the same transaction can ignore its own announcement."""
+    statement (as a claim would, with caps and breakers respected) and returned. What it
+    leaves for a claim (ready deliveries it did not lease, promoted successors) is
+    announced on commit with `origin` as the payload, so a worker that claims in the same
+    transaction can ignore its own announcement; what it leased needs no announcement."""
     got = (
         await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DISPATCH_LOCK})
     ).scalar_one()
@@ -217,15 +236,16 @@ async def dispatch_batch(
     types: list[str] = list(head.types)
     for event_type in types:
         metrics.EVENTS_WRITTEN.labels(event_type).inc()
-    if head.deliveries or head.promoted:
-        await session.execute(text("SELECT pg_notify('tradeflow_work', :o)"), {"o": origin})
-    claimed = [_claimed(r, takeover=False) for r in rows if r.id is not None]
-    return DispatchResult(
+    result = DispatchResult(
         events=len(types),
         deliveries=int(head.deliveries),
         promoted=int(head.promoted),
-        claimed=claimed,
+        claimed=[_claimed(r, takeover=False) for r in rows if r.id is not None],
+        unleased=int(head.unleased),
     )
+    if result.claimable:
+        await session.execute(text("SELECT pg_notify('tradeflow_work', :o)"), {"o": origin})
+    return result
 
 
 def _claimed(r: Any, *, takeover: bool) -> Claimed:

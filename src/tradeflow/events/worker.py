@@ -88,7 +88,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._results: list[completion.Completion] = []
         self._results_ready = asyncio.Event()
-        self._in_flight: dict[uuid.UUID, tuple[asyncio.Task[None], Claimed]] = {}
+        self._in_flight: dict[uuid.UUID, tuple[asyncio.Task[Any], Claimed]] = {}
         self._draining = False
         self._failures = 0
         self._start_failures: dict[str, int] = {}  # consecutive failed batch starts, by kind
@@ -99,6 +99,12 @@ class DeliveryWorker:
         # due, expired leases), a failed pass. A new event alone does not: whichever
         # worker dispatches it leases it, and announces what it left.
         self._claim_due = True
+        # Whether claimable work was seen lately: another worker's dispatch left some, our
+        # own dispatch could not lease all it created, or the last claim found some. Only
+        # then do a freed slot or written completions call for a claim; in the steady
+        # state every delivery is leased by the dispatch that creates it, and a claim
+        # after each completion would find nothing.
+        self._backlog = True
         # The loop and the completion writer each keep a connection (see `pinned`).
         self._cycle_db = PinnedSession(db)
         self._flush_db = PinnedSession(db)
@@ -213,17 +219,24 @@ class DeliveryWorker:
             )
             if dispatched is not None:
                 claimed = dispatched.claimed
+                if dispatched.claimable:
+                    self._backlog = True
             promoted = dispatched is not None and dispatched.promoted > 0
             if claiming and len(claimed) < want and (claim_due or promoted):
                 # Retries, promoted successors and other workers' leftovers.
-                claimed += await engine.claim_batch(
+                asked = want - len(claimed)
+                found = await engine.claim_batch(
                     session,
                     owner=self.name,
-                    limit=want - len(claimed),
+                    limit=asked,
                     kinds=kinds,
                     handlers=handlers,
                     settings=self.settings,
                 )
+                claimed += found
+                # Nothing claimable left (as far as this claim could see) once it came
+                # back empty; a full claim means more may wait.
+                self._backlog = bool(found) or (dispatched is not None and dispatched.unleased > 0)
                 abandoned = await completion.abandoned_beyond_budget(
                     session, claimed, settings=self.settings, worker=self.name
                 )
@@ -265,11 +278,22 @@ class DeliveryWorker:
         # The lease is counted from before the claim statement was sent, so this
         # deadline is never later than the one other workers see in the database.
         deadline = leased_at + self.settings.delivery_lease_seconds
+        # One task per (subscriber, aggregate): a dispatch leases an aggregate's run of
+        # new events together, and they go out one after the other, in sequence.
+        runs: dict[tuple[uuid.UUID, str, str], list[Claimed]] = {}
         for item in claimed:
-            if item.delivery_id in skipped:
-                continue
-            task = asyncio.create_task(self._attempt(item, deadline))
-            self._in_flight[item.delivery_id] = (task, item)
+            if item.delivery_id not in skipped:
+                key = (item.subscriber_id, item.event.aggregate_type, item.event.aggregate_id)
+                runs.setdefault(key, []).append(item)
+        for run in runs.values():
+            task: asyncio.Task[Any]
+            if len(run) == 1:
+                task = asyncio.create_task(self._attempt(run[0], deadline))
+            else:
+                run.sort(key=lambda i: i.event.sequence)
+                task = asyncio.create_task(self._attempt_run(run, deadline))
+            for item in run:
+                self._in_flight[item.delivery_id] = (task, item)
 
     async def _start_failed(self, kind: str, items: list[Claimed], exc: Exception) -> None:
         """A transport could not start a batch (e.g. a database error loading endpoints):
@@ -321,15 +345,33 @@ class DeliveryWorker:
             self._results.append(completion.Completion(item, result, self.name))
         self._results_ready.set()
 
-    async def _attempt(self, item: Claimed, deadline: float) -> None:
+    async def _attempt_run(self, run: list[Claimed], deadline: float) -> None:
+        """Deliver an aggregate's leased run in sequence; after the first that does not
+        succeed (or runs out of lease), hand the rest back untried: they wait behind it."""
+        for n, item in enumerate(run):
+            if not await self._attempt(item, deadline):
+                rest = run[n + 1 :]
+                try:
+                    await self._release(rest)
+                finally:
+                    for later in rest:
+                        self._in_flight.pop(later.delivery_id, None)
+                return
+
+    async def _release(self, items: list[Claimed]) -> None:
+        if items:
+            async with self.db.system_session() as session:
+                await engine.release(session, items)
+                await session.commit()
+
+    async def _attempt(self, item: Claimed, deadline: float) -> bool:
+        """One attempt; True if it succeeded."""
         transport = self.transports[item.subscriber_kind]
         try:
             if time.monotonic() + self.settings.webhooks_timeout_seconds + 2 > deadline:
                 # Too little lease left to finish inside it: hand it back untried.
-                async with self.db.system_session() as session:
-                    await engine.release(session, [item])
-                    await session.commit()
-                return
+                await self._release([item])
+                return False
             started_at = utcnow()
             t0 = time.perf_counter()
             try:
@@ -344,10 +386,13 @@ class DeliveryWorker:
             result.duration = time.perf_counter() - t0
             self._results.append(completion.Completion(item, result, self.name))
             self._results_ready.set()
+            return result.ok
         finally:
             self._in_flight.pop(item.delivery_id, None)
-            self._claim_due = True
-            self._wake.set()
+            if self._backlog:
+                # A freed slot matters only while there is claimable work to fill it.
+                self._claim_due = True
+                self._wake.set()
 
     # -- results --------------------------------------------------------------------------------
     async def _write_results(self, stop: asyncio.Event) -> None:
@@ -373,7 +418,7 @@ class DeliveryWorker:
         batch, self._results = self._results, []
         try:
             async with self._flush_db.session() as session:
-                await completion.complete_batch(
+                done = await completion.complete_batch(
                     session,
                     batch,
                     settings=self.settings,
@@ -386,8 +431,21 @@ class DeliveryWorker:
             self._results = batch + self._results
             self._results_ready.set()
             raise
-        # A completion frees its endpoint's in-flight room and may unblock the next event
-        # of an aggregate (promoted by the next dispatch): look again now.
+        # Look again now if the batch may have made work claimable: a finished delivery
+        # with a successor (promoted by the next dispatch), a retry due at once, or
+        # endpoints' in-flight room freed while claimable work waits.
+        if done.successors or self._backlog:
+            self._poke()
+        if done.retry_at is not None:
+            delay = (done.retry_at - utcnow()).total_seconds()
+            if delay <= 0:
+                self._poke()
+            elif delay < self.settings.delivery_poll_seconds:
+                # Sooner than the polling backstop would notice it.
+                asyncio.get_running_loop().call_later(delay, self._poke)
+
+    def _poke(self) -> None:
+        """Run a pass with a claim soon."""
         self._claim_due = True
         self._wake.set()
 
@@ -419,7 +477,9 @@ class DeliveryWorker:
         if payload == self.name:
             return  # our own dispatch's announcement: that pass already claimed what it could
         if payload != "e":
-            self._claim_due = True  # another worker dispatched and left deliveries unleased
+            # Another worker dispatched and left deliveries for a claim.
+            self._claim_due = True
+            self._backlog = True
         self._wake.set()
 
     async def _refresh_gauges(self, stop: asyncio.Event) -> None:

@@ -93,3 +93,27 @@ async def test_a_refund_waits_for_its_invoice_to_be_booked(
         books, tenant, (await post(books, tenant, "refund.succeeded", refund)).entry_id
     )
     assert by_code(entry)["2100"] == (100, 0)
+
+
+async def test_a_refund_waits_for_the_invoice_even_when_its_payment_is_booked(
+    books: Database, tenant: uuid.UUID
+) -> None:
+    """The capture (another aggregate, delivered on its own) can be booked before the
+    invoice: its postings must not pass for the invoice's entry, whose tax the refund
+    splits out."""
+    customer = uuid.uuid4()
+    invoice = invoice_payload(customer_id=customer, total=1_200, tax=200)
+    await post(
+        books,
+        tenant,
+        "payment.captured",
+        payment_payload(invoice_id=invoice["invoice_id"], amount=1_200, customer_id=str(customer)),
+    )
+    refund = payment_payload(invoice_id=invoice["invoice_id"], amount=600)
+    with pytest.raises(PostingDeferred):
+        await post(books, tenant, "refund.succeeded", refund)
+    await post(books, tenant, "invoice.issued", invoice)
+    entry = await read_entry(
+        books, tenant, (await post(books, tenant, "refund.succeeded", refund)).entry_id
+    )
+    assert by_code(entry)["2100"] == (100, 0)

@@ -225,8 +225,10 @@ async def _draft(
         tax = 0
         if refund.invoice_id is not None and refund.amount_minor:
             booked = await repo.invoice_postings(refund.invoice_id)
-            if not booked:
-                # Its tax share comes from the invoice's entry: wait for it, as payments do.
+            if ("invoice.issued", chart.RECEIVABLES) not in booked:
+                # Its tax share comes from the invoice's own entry: wait for it, as
+                # payments do. Not merely for any posting of the invoice — its payment's
+                # capture (another aggregate, delivered independently) can be booked first.
                 raise PostingDeferred(
                     f"invoice {refund.invoice_id} of refund {refund.refund_id} is not booked yet"
                 )

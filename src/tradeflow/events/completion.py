@@ -126,12 +126,16 @@ _COMPLETE = text(
     -- Finished deliveries with a later one of their (subscriber, aggregate) waiting and
     -- not leased (a leased one is already in a worker's chain): the next dispatch
     -- promotes it, so the worker looks again now.
+    -- (One index probe per finished delivery: a LATERAL ... LIMIT 1 cannot be turned
+    -- into a join against every pending delivery.)
     SELECT 'n', x.id, NULL, NULL, NULL, NULL FROM done x
-    WHERE x.status <> 'pending' AND EXISTS (
+    CROSS JOIN LATERAL (
       SELECT 1 FROM deliveries p
       WHERE p.subscriber_id = x.subscriber_id AND p.aggregate = x.aggregate
         AND p.status = 'pending' AND p.id <> ALL(CAST(:ids AS uuid[]))
-        AND (p.leased_until IS NULL OR p.leased_until <= now()))
+        AND (p.leased_until IS NULL OR p.leased_until <= now())
+      LIMIT 1) waiting
+    WHERE x.status <> 'pending'
     """
 )
 

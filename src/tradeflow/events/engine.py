@@ -245,6 +245,9 @@ async def dispatch_batch(
     )
     if result.claimable:
         await session.execute(text("SELECT pg_notify('tradeflow_work', :o)"), {"o": origin})
+    elif result.events >= limit:
+        # A full batch: more events may wait. Workers with free slots take the next ones.
+        await session.execute(text("SELECT pg_notify('tradeflow_work', 'e')"))
     return result
 
 

@@ -105,6 +105,9 @@ class DeliveryWorker:
         # state every delivery is leased by the dispatch that creates it, and a claim
         # after each completion would find nothing.
         self._backlog = True
+        # Whether the last pass filled every slot it had (or had none): more events may
+        # wait undispatched for the next slot to free up.
+        self._starved = False
         # The loop and the completion writer each keep a connection (see `pinned`).
         self._cycle_db = PinnedSession(db)
         self._flush_db = PinnedSession(db)
@@ -199,23 +202,29 @@ class DeliveryWorker:
         claim sees the deliveries the dispatch just created or promoted, so a new event
         reaches its attempt without a second round of wake-up, claim and commit.
         """
-        limit = max(self.settings.delivery_batch_size * 5, 500)
         free = self.settings.delivery_concurrency - len(self._in_flight)
         want = min(free, self.settings.delivery_batch_size)
         claimed: list[Claimed] = []
         abandoned: list[completion.Completion] = []
         leased_at = time.monotonic()
         claiming = want > 0 and not self._draining
+        if not claiming:
+            # No free slot (the next attempt to finish wakes the loop) or stopping.
+            self._starved = True
+            return False
         claim_due, self._claim_due = self._claim_due, False
         kinds, handlers = list(self.transports), list(HANDLERS)
+        # A pass dispatches no more events than it can lease: a delivery created and left
+        # unleased costs a claim later, and an aggregate's run is leased (and sent as a
+        # chain) only when its events are dispatched together with a free slot for each.
+        # Workers with no free slot leave dispatching to those that have one.
+        limit = want
         async with self._cycle_db.session() as session:
             dispatched = await engine.dispatch_batch(
                 session,
                 limit=limit,
                 origin=self.name,
-                claim=engine.ClaimRequest(self.name, want, kinds, handlers, self.settings)
-                if claiming
-                else None,
+                claim=engine.ClaimRequest(self.name, want, kinds, handlers, self.settings),
             )
             if dispatched is not None:
                 claimed = dispatched.claimed
@@ -243,8 +252,8 @@ class DeliveryWorker:
             await session.commit()
         progressed = dispatched is not None and dispatched.events >= limit
         got = len(claimed) + len(abandoned)
-        if want <= 0 or self._draining:
-            return progressed
+        # Every slot asked for was filled: more may be waiting for the next free one.
+        self._starved = progressed or got >= want
         if abandoned:
             dead = {c.item.delivery_id for c in abandoned}
             claimed = [c for c in claimed if c.delivery_id not in dead]
@@ -389,9 +398,12 @@ class DeliveryWorker:
             return result.ok
         finally:
             self._in_flight.pop(item.delivery_id, None)
+            # A freed slot matters only while there is work to fill it: claimable
+            # deliveries, or events the last passes had no slot to dispatch.
             if self._backlog:
-                # A freed slot matters only while there is claimable work to fill it.
                 self._claim_due = True
+                self._wake.set()
+            elif self._starved:
                 self._wake.set()
 
     # -- results --------------------------------------------------------------------------------

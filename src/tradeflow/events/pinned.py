@@ -20,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tradeflow.db import Database
 
+# How the engine's statements are planned on a pinned connection (see `_connection`).
+PLANNER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+
 
 class PinnedSession:
     def __init__(self, db: Database) -> None:
@@ -33,21 +36,29 @@ class PinnedSession:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             conn = await self._db.engine.connect()
             try:
-                # What a system session sets per transaction, once for the connection;
-                # and a fresh plan for every execution of the engine's statements. Left
-                # to itself, PostgreSQL switches a prepared statement to a generic plan
-                # after five runs when that looks no costlier — judged on the
-                # statistics of those runs. A worker started on an empty queue then keeps
-                # plans made for an empty deliveries table through the backlog that
-                # follows: bench/delivery.py saw the drain fall from ~2,300 to ~500
-                # events/s in about half its runs. Planning costs well under a
-                # millisecond per batch.
+                # What a system session sets per transaction, once for the connection.
+                # And how the engine's statements are planned: once per connection (a
+                # generic plan — planning a dispatch cost about a millisecond, a tenth
+                # of the database's CPU per delivery at 2,000 events/s), never by
+                # walking a whole table. Left to itself, PostgreSQL picks between custom
+                # and generic plans on the statistics of the first runs; a worker
+                # started on an empty queue kept plans that scan deliveries through the
+                # backlog that followed, and bench/delivery.py's drain fell from ~2,300
+                # to ~500 events/s in half its runs. Every statement run here has an
+                # index for each table it reads (a test checks the plans).
+                settings = {"role": "none", "app.tenant_id": "", **PLANNER_SETTINGS}
                 await conn.execute(
                     text(
-                        "SELECT set_config('role', 'none', false), "
-                        "set_config('app.tenant_id', '', false), "
-                        "set_config('plan_cache_mode', 'force_custom_plan', false)"
-                    )
+                        "SELECT "
+                        + ", ".join(
+                            f"set_config(:k{n}, :v{n}, false)" for n in range(len(settings))
+                        )
+                    ),
+                    {
+                        key: value
+                        for n, (name, setting) in enumerate(settings.items())
+                        for key, value in ((f"k{n}", name), (f"v{n}", setting))
+                    },
                 )
                 await conn.commit()
             except BaseException:

@@ -21,16 +21,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, text
+import orjson
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.config import Settings
+from tradeflow.db import driver_connection
 from tradeflow.events import metrics
 from tradeflow.events.registry import Claimed, DeliveredEvent
 
 DISPATCH_LOCK = 74_650_301
 CLAIM_LOCK = 74_650_302
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    """A statement as the driver takes it (`$n` parameters), for the engine's hot path:
+    the worker runs these many times a second, and SQLAlchemy's per-statement work (and
+    its result rows) cost as much of the worker's CPU as the driver's own."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: TextClause) -> Plain:
+        compiled = statement.compile(dialect=asyncpg_dialect.dialect())  # type: ignore[no-untyped-call]
+        return cls(str(compiled), tuple(compiled.positiontup or ()))
+
+    async def fetch(self, session: AsyncSession, params: dict[str, Any]) -> list[Any]:
+        """Run on the session's connection, inside its transaction (which must have begun)."""
+        conn = await driver_connection(session)
+        rows: list[Any] = await conn.fetch(self.sql, *(params[n] for n in self.names))
+        return rows
+
 
 # Which subscribers this worker may lease deliveries of right now, and how many more:
 # enabled, not paused, of a kind it serves, breaker closed (or half-open: one probe),
@@ -154,8 +179,18 @@ _DISPATCH = text(
              (SELECT count(*) FROM fanned WHERE ready AND lease_owner IS NULL) AS unleased,
              (SELECT count(*) FROM promoted) AS promoted,
              coalesce((SELECT array_agg(type) FROM marked), '{}') AS types
+    ), announced AS (
+      -- What the dispatch leaves for a claim (ready deliveries it did not lease, promoted
+      -- successors) is announced on commit with :origin as the payload, so a worker that
+      -- claims in the same transaction can ignore its own announcement; a full batch
+      -- announces that more events may wait, for workers with free slots.
+      SELECT pg_notify('tradeflow_work',
+                       CASE WHEN unleased > 0 OR promoted > 0
+                            THEN CAST(:origin AS text) ELSE 'e' END)
+      FROM summary
+      WHERE unleased > 0 OR promoted > 0 OR cardinality(types) >= :limit
     )
-    SELECT summary.*, c.*
+    SELECT summary.*, (SELECT count(*) FROM announced) AS announced, c.*
     FROM summary
     LEFT JOIN (
       SELECT f.id, f.claims, f.attempts, f.subscriber_id, room.kind, room.name,
@@ -198,6 +233,10 @@ class ClaimRequest:
     settings: Settings
 
 
+_DISPATCH_PLAIN = Plain.of(_DISPATCH)
+_CLAIM_LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK})"
+
+
 async def dispatch_batch(
     session: AsyncSession, *, limit: int, origin: str = "d", claim: ClaimRequest | None = None
 ) -> DispatchResult | None:
@@ -205,71 +244,65 @@ async def dispatch_batch(
 
     With `claim`, the ready deliveries it creates are leased to `claim.owner` in the same
     statement (as a claim would, with caps and breakers respected) and returned. What it
-    leaves for a claim (ready deliveries it did not lease, promoted successors) is
-    announced on commit with `origin` as the payload, so a worker that claims in the same
-    transaction can ignore its own announcement; what it leased needs no announcement."""
+    leaves for a claim is announced on commit (see `announced` in the statement)."""
     got = (
         await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DISPATCH_LOCK})
     ).scalar_one()
     if not got:
         return None
+    conn = await driver_connection(session)
     if claim is not None and claim.limit > 0:
         # Leasing here counts against caps and half-open probes like a claim does.
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+        await conn.execute(_CLAIM_LOCK)
     settings = claim.settings if claim is not None else None
-    rows = (
-        await session.execute(
-            _DISPATCH,
-            {
-                "limit": limit,
-                "claim": claim.limit if claim is not None else 0,
-                "owner": claim.owner if claim is not None else None,
-                "lease": settings.delivery_lease_seconds if settings else 0,
-                "kinds": list(claim.kinds) if claim is not None else [],
-                "handlers": list(claim.handlers) if claim is not None else [],
-                "default_cap": settings.delivery_max_in_flight_per_endpoint if settings else 0,
-                "handler_cap": settings.delivery_concurrency if settings else 0,
-            },
-        )
-    ).all()
+    rows = await _DISPATCH_PLAIN.fetch(
+        session,
+        {
+            "limit": limit,
+            "origin": origin,
+            "claim": claim.limit if claim is not None else 0,
+            "owner": claim.owner if claim is not None else None,
+            "lease": float(settings.delivery_lease_seconds) if settings else 0.0,
+            "kinds": list(claim.kinds) if claim is not None else [],
+            "handlers": list(claim.handlers) if claim is not None else [],
+            "default_cap": settings.delivery_max_in_flight_per_endpoint if settings else 0,
+            "handler_cap": settings.delivery_concurrency if settings else 0,
+        },
+    )
     head = rows[0]
-    types: list[str] = list(head.types)
+    types: list[str] = list(head["types"])
     for event_type in types:
         metrics.EVENTS_WRITTEN.labels(event_type).inc()
-    result = DispatchResult(
+    return DispatchResult(
         events=len(types),
-        deliveries=int(head.deliveries),
-        promoted=int(head.promoted),
-        claimed=[_claimed(r, takeover=False) for r in rows if r.id is not None],
-        unleased=int(head.unleased),
+        deliveries=int(head["deliveries"]),
+        promoted=int(head["promoted"]),
+        claimed=[_claimed(r, takeover=False) for r in rows if r["id"] is not None],
+        unleased=int(head["unleased"]),
     )
-    if result.claimable:
-        await session.execute(text("SELECT pg_notify('tradeflow_work', :o)"), {"o": origin})
-    elif result.events >= limit:
-        # A full batch: more events may wait. Workers with free slots take the next ones.
-        await session.execute(text("SELECT pg_notify('tradeflow_work', 'e')"))
-    return result
 
 
 def _claimed(r: Any, *, takeover: bool) -> Claimed:
+    payload = r["payload"]
     return Claimed(
-        delivery_id=r.id,
-        token=r.claims,
-        attempt=r.attempts + 1,
-        subscriber_id=r.subscriber_id,
-        subscriber_kind=r.kind,
-        subscriber_name=r.name,
+        delivery_id=r["id"],
+        token=r["claims"],
+        attempt=r["attempts"] + 1,
+        subscriber_id=r["subscriber_id"],
+        subscriber_kind=r["kind"],
+        subscriber_name=r["name"],
         takeover=takeover,
         event=DeliveredEvent(
-            id=r.event_id,
-            tenant_id=r.tenant_id,
-            type=r.type,
-            version=r.version,
-            aggregate_type=r.aggregate_type,
-            aggregate_id=r.aggregate_id,
-            sequence=r.sequence,
-            occurred_at=r.occurred_at,
-            payload=r.payload,
+            id=r["event_id"],
+            tenant_id=r["tenant_id"],
+            type=r["type"],
+            version=r["version"],
+            aggregate_type=r["aggregate_type"],
+            aggregate_id=r["aggregate_id"],
+            sequence=r["sequence"],
+            occurred_at=r["occurred_at"],
+            # JSONB arrives decoded on the application's engine; as text on a bare driver.
+            payload=orjson.loads(payload) if isinstance(payload, str) else payload,
         ),
     )
 
@@ -322,6 +355,9 @@ _CLAIM = text(
 ).bindparams(bindparam("kinds", type_=ARRAY(TEXT)), bindparam("handlers", type_=ARRAY(TEXT)))
 
 
+_CLAIM_PLAIN = Plain.of(_CLAIM)
+
+
 async def claim_batch(
     session: AsyncSession,
     *,
@@ -332,22 +368,21 @@ async def claim_batch(
     settings: Settings,
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries for this worker (the caller commits)."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-    rows = (
-        await session.execute(
-            _CLAIM,
-            {
-                "limit": limit,
-                "owner": owner,
-                "lease": settings.delivery_lease_seconds,
-                "kinds": list(kinds),
-                "handlers": list(handlers),
-                "default_cap": settings.delivery_max_in_flight_per_endpoint,
-                "handler_cap": settings.delivery_concurrency,
-            },
-        )
-    ).all()
-    claimed = [_claimed(r, takeover=r.takeover) for r in rows]
+    # The first statement goes through the session, which begins the transaction.
+    await session.execute(text(_CLAIM_LOCK))
+    rows = await _CLAIM_PLAIN.fetch(
+        session,
+        {
+            "limit": limit,
+            "owner": owner,
+            "lease": float(settings.delivery_lease_seconds),
+            "kinds": list(kinds),
+            "handlers": list(handlers),
+            "default_cap": settings.delivery_max_in_flight_per_endpoint,
+            "handler_cap": settings.delivery_concurrency,
+        },
+    )
+    claimed = [_claimed(r, takeover=r["takeover"]) for r in rows]
     takeovers = sum(1 for c in claimed if c.takeover)
     if takeovers:
         metrics.LEASE_TAKEOVERS.inc(takeovers)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import Boolean, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -235,6 +235,17 @@ class ClaimRequest:
 
 _DISPATCH_PLAIN = Plain.of(_DISPATCH)
 _CLAIM_LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK})"
+# The dispatch lock if it is free and then, when the dispatch will lease (which counts
+# against caps and half-open probes like a claim does), the claim lock — in one round trip.
+# The claim lock's subquery is evaluated only in the branch that reaches it.
+_LOCKS = text(
+    """
+    SELECT CASE WHEN pg_try_advisory_xact_lock(:d)
+                THEN CASE WHEN :claiming THEN (SELECT true FROM pg_advisory_xact_lock(:c))
+                          ELSE true END
+                ELSE false END
+    """
+).bindparams(bindparam("claiming", type_=Boolean))
 
 
 async def dispatch_batch(
@@ -245,15 +256,12 @@ async def dispatch_batch(
     With `claim`, the ready deliveries it creates are leased to `claim.owner` in the same
     statement (as a claim would, with caps and breakers respected) and returned. What it
     leaves for a claim is announced on commit (see `announced` in the statement)."""
+    leasing = claim is not None and claim.limit > 0
     got = (
-        await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DISPATCH_LOCK})
+        await session.execute(_LOCKS, {"d": DISPATCH_LOCK, "c": CLAIM_LOCK, "claiming": leasing})
     ).scalar_one()
     if not got:
         return None
-    conn = await driver_connection(session)
-    if claim is not None and claim.limit > 0:
-        # Leasing here counts against caps and half-open probes like a claim does.
-        await conn.execute(_CLAIM_LOCK)
     settings = claim.settings if claim is not None else None
     rows = await _DISPATCH_PLAIN.fetch(
         session,

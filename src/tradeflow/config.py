@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
     """How often an idle worker looks for due deliveries."""
     delivery_flush_seconds: float = Field(default=0.01, ge=0)
-    """Pause between writes of finished delivery results (batches them)."""
+    """How long finished delivery results are gathered before they are written together."""
     delivery_shutdown_seconds: float = Field(default=20.0, ge=0)
     """Grace period for in-flight deliveries when a worker stops."""
     breaker_failure_threshold: int = Field(default=5, ge=1)

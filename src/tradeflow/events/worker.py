@@ -411,6 +411,11 @@ class DeliveryWorker:
         delay = 0.1
         while True:
             await self._results_ready.wait()
+            if self.settings.delivery_flush_seconds:
+                # Gather first: the answers to a pass's requests arrive within milliseconds
+                # of each other and go into one batch (one transaction), rather than the
+                # first answer alone and the rest after it.
+                await asyncio.sleep(self.settings.delivery_flush_seconds)
             try:
                 await self._flush()
                 delay = 0.1
@@ -419,9 +424,6 @@ class DeliveryWorker:
                 log.warning("worker_flush_failed", error=repr(exc), pending=len(self._results))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
-                continue
-            if self.settings.delivery_flush_seconds:
-                await asyncio.sleep(self.settings.delivery_flush_seconds)
 
     async def _flush(self) -> None:
         self._results_ready.clear()

@@ -231,7 +231,7 @@ class DeliveryWorker:
                 if dispatched.claimable:
                     self._backlog = True
             promoted = dispatched is not None and dispatched.promoted > 0
-            if claiming and len(claimed) < want and (claim_due or promoted):
+            if len(claimed) < want and (claim_due or promoted):
                 # Retries, promoted successors and other workers' leftovers.
                 asked = want - len(claimed)
                 found = await engine.claim_batch(

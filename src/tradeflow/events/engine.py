@@ -4,7 +4,9 @@
   matching subscriber, in one statement. One worker dispatches at a time
   (a transaction-scoped advisory try-lock; the others go on claiming) and
   takes events in `position` order, so an aggregate's events are never
-  dispatched out of order or with a gap.
+  dispatched out of order or with a gap. It leases what it creates to its own
+  worker (a ready head with the rest of its aggregate's run in the batch: a
+  chain, sent in order by one task).
 * **claim** leases due deliveries with `FOR UPDATE SKIP LOCKED`, honouring
   for each subscriber its pause, circuit breaker and in-flight cap, and for
   each (subscriber, aggregate) the order: a delivery waits while an earlier

@@ -1,12 +1,14 @@
 """The background worker: dispatcher, delivery loop, completion writer and scheduler.
 
-Any number of workers run against one database with no leader. Each loop:
-dispatch committed events (if no other worker is), claim as many due
-deliveries as this process has free slots, start one task per delivery, and
-sleep until woken by LISTEN/NOTIFY, a freed slot, a completion that may have
-unblocked an aggregate's next event, or the polling backstop.
+Any number of workers run against one database with no leader. Each pass:
+dispatch as many committed events as this process has free slots (if no other
+worker is dispatching) and lease what that creates, claim due deliveries when
+some may be claimable, start one task per delivery (or per aggregate's chain),
+and sleep until woken by LISTEN/NOTIFY, a freed slot, a completion that may have
+unblocked an aggregate's next event, a retry coming due, or the polling backstop.
 
-Attempt results are queued and written in batches by a single writer task.
+Attempt results are gathered for `delivery_flush_seconds` and written in
+batches by a single writer task.
 On SIGTERM (the stop event) the worker stops claiming, gives in-flight
 attempts `delivery_shutdown_seconds` to finish, releases the leases of those
 that did not, writes every result it holds, and returns.

@@ -136,6 +136,18 @@ _COMPLETE = text(
         AND (p.leased_until IS NULL OR p.leased_until <= now())
       LIMIT 1) waiting
     WHERE x.status <> 'pending'
+    UNION ALL
+    -- Endpoints whose room this batch frees while deliveries of theirs wait unleased
+    -- (held by the in-flight cap): the worker claims again now.
+    SELECT 'w', w.subscriber_id, NULL, NULL, NULL, NULL
+    FROM (SELECT DISTINCT subscriber_id FROM done) w
+    CROSS JOIN LATERAL (
+      SELECT 1 FROM deliveries q
+      WHERE q.subscriber_id = w.subscriber_id AND q.status = 'pending' AND q.ready
+        AND q.next_attempt_at <= now()
+        AND (q.leased_until IS NULL OR q.leased_until <= now())
+        AND q.id <> ALL(CAST(:ids AS uuid[]))
+      LIMIT 1) held
     """
 )
 
@@ -152,6 +164,7 @@ class Completed:
 
     accepted: set[uuid.UUID]  # deliveries whose outcome was recorded (the fence held)
     successors: int = 0  # finished deliveries with a later one of their aggregate waiting
+    held: int = 0  # endpoints in the batch with due deliveries waiting unleased
     retry_at: datetime | None = None  # when the earliest retry in the batch comes due
 
 
@@ -193,6 +206,7 @@ async def complete_batch(
     accepted = {r.id for r in rows if r.kind == "d"}
     settled_subs = {r.id for r in rows if r.kind == "s"}
     successors = sum(1 for r in rows if r.kind == "n")
+    held = sum(1 for r in rows if r.kind == "w")
     for c, v in zip(completions, verdicts, strict=True):
         _counter(c.item.subscriber_kind, c.result.outcome).inc()
         _latency(c.item.subscriber_kind).observe(c.result.duration)
@@ -220,7 +234,7 @@ async def complete_batch(
     if rest:
         await _update_subscribers(session, rest, settings, breaker_kinds, now)
     retries = [v.next_at for v in verdicts if v.status == "pending" and v.next_at is not None]
-    return Completed(accepted, successors, min(retries, default=None))
+    return Completed(accepted, successors, held, min(retries, default=None))
 
 
 @functools.cache

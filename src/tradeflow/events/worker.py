@@ -448,9 +448,10 @@ class DeliveryWorker:
             self._results_ready.set()
             raise
         # Look again now if the batch may have made work claimable: a finished delivery
-        # with a successor (promoted by the next dispatch), a retry due at once, or
-        # endpoints' in-flight room freed while claimable work waits.
-        if done.successors or self._backlog:
+        # with a successor (promoted by the next dispatch), an endpoint whose in-flight
+        # room it freed while deliveries of its wait, a retry due at once, or claimable
+        # work seen elsewhere.
+        if done.successors or done.held or self._backlog:
             self._poke()
         if done.retry_at is not None:
             delay = (done.retry_at - utcnow()).total_seconds()

@@ -11,6 +11,7 @@ from events.sink import Sink
 from events.support import eventually, running_worker, scalar
 from tradeflow.config import Settings
 from tradeflow.db import Database
+from tradeflow.events import service
 from tradeflow.events.worker import refresh_gauges
 from tradeflow.kit.keyring import Keyring
 from webhooks.support import make_endpoint, publish_widgets
@@ -175,5 +176,55 @@ async def test_capped_endpoint_goes_on_when_completions_are_written(
                     f"worker {worker.name}; sink saw {len(sink.requests)} request(s)"
                 ) from None
         assert len(sink.requests) == 5
+    finally:
+        await sink.stop()
+
+
+async def test_redelivery_and_resume_wake_the_worker(
+    committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring
+) -> None:
+    """A redelivery and a resumed endpoint are sent at once, not at the next poll (which
+    is a minute away here): both announce work when they commit."""
+    sink = Sink()
+    await sink.start()
+    try:
+        cfg = fast_settings.model_copy(update={"delivery_poll_seconds": 60.0})
+        endpoint, secret = await make_endpoint(
+            committed, tenant, cfg, keyring, sink.url, event_types=["widget.*"]
+        )
+        sink.secrets = [secret]
+        async with running_worker(cfg, committed, keyring):
+            (event_id,) = await publish_widgets(committed, tenant)
+            await eventually(lambda: len(sink.requests) == 1, timeout=10)
+            delivery_id = await scalar(
+                committed,
+                "SELECT id FROM deliveries WHERE subscriber_id = :e AND event_id = :v "
+                "AND status = 'delivered'",
+                e=endpoint,
+                v=event_id,
+            )
+            assert delivery_id is not None
+            async with committed.tenant_session(tenant) as s:
+                await service.redeliver(s, tenant, delivery_id)
+                await s.commit()
+            await eventually(lambda: len(sink.requests) == 2, timeout=5)
+
+            async with committed.tenant_session(tenant) as s:
+                await service.set_paused(s, tenant, endpoint, paused=True)
+                await s.commit()
+            await publish_widgets(committed, tenant)
+            await eventually(
+                lambda: scalar(
+                    committed,
+                    "SELECT count(*) = 2 FROM deliveries WHERE subscriber_id = :e",
+                    e=endpoint,
+                ),
+                timeout=5,
+            )
+            assert len(sink.requests) == 2  # held while paused
+            async with committed.tenant_session(tenant) as s:
+                await service.set_paused(s, tenant, endpoint, paused=False)
+                await s.commit()
+            await eventually(lambda: len(sink.requests) == 3, timeout=5)
     finally:
         await sink.stop()

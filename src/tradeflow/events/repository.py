@@ -38,6 +38,15 @@ class DeliveryFilter:
     status_code: int | None = None
 
 
+async def announce_work(session: AsyncSession, *, claim: bool) -> None:
+    """Wake the workers when this transaction commits: for a dispatch (promotions queued)
+    or, with `claim`, for a claim too (deliveries made claimable outside a dispatch, e.g.
+    an endpoint resumed or re-enabled)."""
+    await session.execute(
+        text("SELECT pg_notify('tradeflow_work', :p)"), {"p": "c" if claim else "e"}
+    )
+
+
 class EventsRepository:
     def __init__(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
         self.session = session
@@ -232,6 +241,9 @@ class EventsRepository:
                     for s, a in sorted(pairs)
                 ],
             )
+            # The next dispatch promotes them: wake the workers now rather than at their
+            # next poll.
+            await announce_work(self.session, claim=False)
 
     async def create_missing_deliveries(self, subscriber: Subscriber, *, since: datetime) -> int:
         """Deliveries for events since `since` that match `subscriber` but never got one

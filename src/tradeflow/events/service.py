@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeflow.errors import Conflict, NotFound, UnprocessableEntity
 from tradeflow.events.models import Delivery, Subscriber
-from tradeflow.events.repository import DeliveryFilter, EventsRepository
+from tradeflow.events.repository import DeliveryFilter, EventsRepository, announce_work
 from tradeflow.kit.time import utcnow
 
 MAX_REDRIVE = 100_000
@@ -171,6 +171,7 @@ async def update_subscriber(
         sub.disabled_reason = None
         sub.disabled_at = None
         reset_breaker(sub)
+        await announce_work(session, claim=True)
     elif enabled is False and sub.enabled:
         sub.enabled = False
         sub.disabled_reason = "manual"
@@ -193,6 +194,8 @@ async def set_paused(
 ) -> SubscriberInfo:
     """Pause holds deliveries (they are still created, and wait); resume releases them."""
     sub = await get_subscriber(session, tenant_id, subscriber_id, lock=True)
+    if sub.paused and not paused:
+        await announce_work(session, claim=True)  # what it held is claimable on commit
     sub.paused = paused
     await session.flush()
     return SubscriberInfo.of(sub)

@@ -195,15 +195,23 @@ async def test_redelivery_and_resume_wake_the_worker(
         sink.secrets = [secret]
         async with running_worker(cfg, committed, keyring):
             (event_id,) = await publish_widgets(committed, tenant)
-            await eventually(lambda: len(sink.requests) == 1, timeout=10)
+            await eventually(
+                lambda: scalar(
+                    committed,
+                    "SELECT count(*) = 1 FROM deliveries WHERE subscriber_id = :e "
+                    "AND event_id = :v AND status = 'delivered'",
+                    e=endpoint,
+                    v=event_id,
+                ),
+                timeout=10,
+            )
+            assert len(sink.requests) == 1
             delivery_id = await scalar(
                 committed,
-                "SELECT id FROM deliveries WHERE subscriber_id = :e AND event_id = :v "
-                "AND status = 'delivered'",
+                "SELECT id FROM deliveries WHERE subscriber_id = :e AND event_id = :v",
                 e=endpoint,
                 v=event_id,
             )
-            assert delivery_id is not None
             async with committed.tenant_session(tenant) as s:
                 await service.redeliver(s, tenant, delivery_id)
                 await s.commit()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import REGISTRY
 from sqlalchemy import text
@@ -55,6 +58,31 @@ async def _deliveries_state(db: Database, endpoint: uuid.UUID) -> str:
     )
 
 
+@contextlib.asynccontextmanager
+async def widget_sink(
+    db: Database,
+    tenant: uuid.UUID,
+    settings: Settings,
+    keyring: Keyring,
+    sink: Sink,
+    **endpoint: Any,
+) -> AsyncIterator[uuid.UUID]:
+    """`sink` running, with an endpoint of `tenant` signed for it; yields the endpoint id.
+
+    Widget events only: handlers registered by other test modules dead-letter widget
+    events, and the engine announces that with operational events to the tenant, which
+    would be extra deliveries here."""
+    await sink.start()
+    try:
+        endpoint_id, secret = await make_endpoint(
+            db, tenant, settings, keyring, sink.url, event_types=["widget.*"], **endpoint
+        )
+        sink.secrets = [secret]
+        yield endpoint_id
+    finally:
+        await sink.stop()
+
+
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -63,15 +91,8 @@ async def test_stop_releases_in_flight_leases(
     committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring
 ) -> None:
     sink = Sink(mode="slow", delay=1.5)
-    await sink.start()
-    try:
-        cfg = fast_settings.model_copy(update={"delivery_shutdown_seconds": 0.2})
-        # Widgets only: handlers registered by other test modules dead-letter widget events
-        # and the engine announces that with `delivery.exhausted` events to the tenant.
-        endpoint, secret = await make_endpoint(
-            committed, tenant, cfg, keyring, sink.url, event_types=["widget.*"]
-        )
-        sink.secrets = [secret]
+    cfg = fast_settings.model_copy(update={"delivery_shutdown_seconds": 0.2})
+    async with widget_sink(committed, tenant, cfg, keyring, sink) as endpoint:
         async with running_worker(cfg, committed, keyring):
             await publish_widgets(committed, tenant, aggregates=3)
             await eventually(
@@ -92,21 +113,14 @@ async def test_stop_releases_in_flight_leases(
             )
             == 0
         )
-    finally:
-        await sink.stop()
 
 
 async def test_metrics_follow_deliveries(
     committed: Database, tenant: uuid.UUID, fast_settings: Settings, keyring: Keyring
 ) -> None:
     sink = Sink(mode="fail")
-    await sink.start()
-    try:
-        cfg = fast_settings.model_copy(update={"webhooks_retry_schedule": []})
-        endpoint, secret = await make_endpoint(
-            committed, tenant, cfg, keyring, sink.url, event_types=["widget.*"]
-        )
-        sink.secrets = [secret]
+    cfg = fast_settings.model_copy(update={"webhooks_retry_schedule": []})
+    async with widget_sink(committed, tenant, cfg, keyring, sink) as endpoint:
         before_dead = _metric("tradeflow_dead_letters_total", kind="webhook")
         before_fail = _metric("tradeflow_deliveries_total", kind="webhook", outcome="failure")
         before_written = _metric("tradeflow_events_written_total", type="widget.created")
@@ -132,8 +146,6 @@ async def test_metrics_follow_deliveries(
         assert _metric("tradeflow_dead_letters_stored") >= 2
         assert _metric("tradeflow_delivery_attempt_duration_seconds_count", kind="webhook") > 0
         assert REGISTRY.get_sample_value("tradeflow_breakers", {"state": "closed"}) is not None
-    finally:
-        await sink.stop()
 
 
 async def test_capped_endpoint_goes_on_when_completions_are_written(
@@ -143,20 +155,8 @@ async def test_capped_endpoint_goes_on_when_completions_are_written(
     # delivery must be claimed because the previous completion was written (which frees
     # the endpoint's room), not because the poll came round.
     sink = Sink()
-    await sink.start()
-    try:
-        cfg = fast_settings.model_copy(update={"delivery_poll_seconds": 60.0})
-        endpoint, secret = await make_endpoint(
-            committed,
-            tenant,
-            cfg,
-            keyring,
-            sink.url,
-            max_in_flight=1,
-            # Widgets only (see above): an operational event would be a sixth delivery.
-            event_types=["widget.*"],
-        )
-        sink.secrets = [secret]
+    cfg = fast_settings.model_copy(update={"delivery_poll_seconds": 60.0})
+    async with widget_sink(committed, tenant, cfg, keyring, sink, max_in_flight=1) as endpoint:
         async with running_worker(cfg, committed, keyring) as worker:
             await publish_widgets(committed, tenant, aggregates=5)
             try:
@@ -176,8 +176,6 @@ async def test_capped_endpoint_goes_on_when_completions_are_written(
                     f"worker {worker.name}; sink saw {len(sink.requests)} request(s)"
                 ) from None
         assert len(sink.requests) == 5
-    finally:
-        await sink.stop()
 
 
 async def test_redelivery_and_resume_wake_the_worker(
@@ -186,53 +184,48 @@ async def test_redelivery_and_resume_wake_the_worker(
     """A redelivery and a resumed endpoint are sent at once, not at the next poll (which
     is a minute away here): both announce work when they commit."""
     sink = Sink()
-    await sink.start()
-    try:
-        cfg = fast_settings.model_copy(update={"delivery_poll_seconds": 60.0})
-        endpoint, secret = await make_endpoint(
-            committed, tenant, cfg, keyring, sink.url, event_types=["widget.*"]
-        )
-        sink.secrets = [secret]
-        async with running_worker(cfg, committed, keyring):
-            (event_id,) = await publish_widgets(committed, tenant)
-            await eventually(
-                lambda: scalar(
-                    committed,
-                    "SELECT count(*) = 1 FROM deliveries WHERE subscriber_id = :e "
-                    "AND event_id = :v AND status = 'delivered'",
-                    e=endpoint,
-                    v=event_id,
-                ),
-                timeout=10,
-            )
-            assert len(sink.requests) == 1
-            delivery_id = await scalar(
+    cfg = fast_settings.model_copy(update={"delivery_poll_seconds": 60.0})
+    async with (
+        widget_sink(committed, tenant, cfg, keyring, sink) as endpoint,
+        running_worker(cfg, committed, keyring),
+    ):
+        (event_id,) = await publish_widgets(committed, tenant)
+        await eventually(
+            lambda: scalar(
                 committed,
-                "SELECT id FROM deliveries WHERE subscriber_id = :e AND event_id = :v",
+                "SELECT count(*) = 1 FROM deliveries WHERE subscriber_id = :e "
+                "AND event_id = :v AND status = 'delivered'",
                 e=endpoint,
                 v=event_id,
-            )
-            async with committed.tenant_session(tenant) as s:
-                await service.redeliver(s, tenant, delivery_id)
-                await s.commit()
-            await eventually(lambda: len(sink.requests) == 2, timeout=5)
+            ),
+            timeout=10,
+        )
+        assert len(sink.requests) == 1
+        delivery_id = await scalar(
+            committed,
+            "SELECT id FROM deliveries WHERE subscriber_id = :e AND event_id = :v",
+            e=endpoint,
+            v=event_id,
+        )
+        async with committed.tenant_session(tenant) as s:
+            await service.redeliver(s, tenant, delivery_id)
+            await s.commit()
+        await eventually(lambda: len(sink.requests) == 2, timeout=5)
 
-            async with committed.tenant_session(tenant) as s:
-                await service.set_paused(s, tenant, endpoint, paused=True)
-                await s.commit()
-            await publish_widgets(committed, tenant)
-            await eventually(
-                lambda: scalar(
-                    committed,
-                    "SELECT count(*) = 2 FROM deliveries WHERE subscriber_id = :e",
-                    e=endpoint,
-                ),
-                timeout=5,
-            )
-            assert len(sink.requests) == 2  # held while paused
-            async with committed.tenant_session(tenant) as s:
-                await service.set_paused(s, tenant, endpoint, paused=False)
-                await s.commit()
-            await eventually(lambda: len(sink.requests) == 3, timeout=5)
-    finally:
-        await sink.stop()
+        async with committed.tenant_session(tenant) as s:
+            await service.set_paused(s, tenant, endpoint, paused=True)
+            await s.commit()
+        await publish_widgets(committed, tenant)
+        await eventually(
+            lambda: scalar(
+                committed,
+                "SELECT count(*) = 2 FROM deliveries WHERE subscriber_id = :e",
+                e=endpoint,
+            ),
+            timeout=5,
+        )
+        assert len(sink.requests) == 2  # held while paused
+        async with committed.tenant_session(tenant) as s:
+            await service.set_paused(s, tenant, endpoint, paused=False)
+            await s.commit()
+        await eventually(lambda: len(sink.requests) == 3, timeout=5)

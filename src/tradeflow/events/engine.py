@@ -236,7 +236,7 @@ class ClaimRequest:
 
 
 _DISPATCH_PLAIN = Plain.of(_DISPATCH)
-_CLAIM_LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK})"
+_CLAIM_LOCK = text(f"SELECT pg_advisory_xact_lock({CLAIM_LOCK})")
 # The dispatch lock if it is free and then, when the dispatch will lease (which counts
 # against caps and half-open probes like a claim does), the claim lock — in one round trip.
 # The claim lock's subquery is evaluated only in the branch that reaches it.
@@ -379,7 +379,7 @@ async def claim_batch(
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries for this worker (the caller commits)."""
     # The first statement goes through the session, which begins the transaction.
-    await session.execute(text(_CLAIM_LOCK))
+    await session.execute(_CLAIM_LOCK)
     rows = await _CLAIM_PLAIN.fetch(
         session,
         {

@@ -49,16 +49,11 @@ class PinnedSession:
                 settings = {"role": "none", "app.tenant_id": "", **PLANNER_SETTINGS}
                 await conn.execute(
                     text(
-                        "SELECT "
-                        + ", ".join(
-                            f"set_config(:k{n}, :v{n}, false)" for n in range(len(settings))
-                        )
+                        "SELECT set_config(name, value, false) "
+                        "FROM unnest(CAST(:names AS text[]), CAST(:values AS text[])) "
+                        "AS s(name, value)"
                     ),
-                    {
-                        key: value
-                        for n, (name, setting) in enumerate(settings.items())
-                        for key, value in ((f"k{n}", name), (f"v{n}", setting))
-                    },
+                    {"names": list(settings), "values": list(settings.values())},
                 )
                 await conn.commit()
             except BaseException:

@@ -220,11 +220,10 @@ class DeliveryWorker:
         # unleased costs a claim later, and an aggregate's run is leased (and sent as a
         # chain) only when its events are dispatched together with a free slot for each.
         # Workers with no free slot leave dispatching to those that have one.
-        limit = want
         async with self._cycle_db.session() as session:
             dispatched = await engine.dispatch_batch(
                 session,
-                limit=limit,
+                limit=want,
                 origin=self.name,
                 claim=engine.ClaimRequest(self.name, want, kinds, handlers, self.settings),
             )
@@ -252,7 +251,7 @@ class DeliveryWorker:
                     session, claimed, settings=self.settings, worker=self.name
                 )
             await session.commit()
-        progressed = dispatched is not None and dispatched.events >= limit
+        progressed = dispatched is not None and dispatched.events >= want
         got = len(claimed) + len(abandoned)
         # Every slot asked for was filled: more may be waiting for the next free one.
         self._starved = progressed or got >= want
